@@ -1,0 +1,29 @@
+# The two commands a fresh clone needs: `make run` and `make test`.
+# Both bootstrap uv (from PyPI) when it is missing and sync the locked environment first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+RUN := $(UV) run --no-sync
+
+# Nothing phones home (the library sets these too; child processes inherit them from here).
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export GX_ANALYTICS_ENABLED := false
+
+.PHONY: setup run test lint
+
+setup:  ## install uv if missing, then the locked environment (Python 3.12)
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
+	@$(UV) sync --locked --quiet
+
+run: setup  ## the whole pipeline on the embedded data
+	$(RUN) clearsight data validate
+
+test: setup lint  ## lint, then the whole test suite (slow end-to-end tests included)
+	$(RUN) pytest
+
+lint: setup
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .

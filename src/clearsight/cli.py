@@ -1,0 +1,169 @@
+"""The ``clearsight`` command.
+
+Heavy libraries (TensorFlow, Great Expectations, MLflow, Prefect) are imported inside the
+commands that need them, so ``clearsight --help`` answers at once. Expected failures (bad
+source, broken contract) print one red line per problem and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clearsight.choices import ResizePolicy, SourceName
+
+if TYPE_CHECKING:
+    from clearsight.config import Settings
+    from clearsight.validation import ValidationReport
+
+app = typer.Typer(
+    help="Validated data, tracked training and measured explanations for Keras image models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect and validate image sources.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+SourceOpt = Annotated[
+    SourceName | None, typer.Option("--source", "-s", help="embedded, idx, npz, folder or keras.")
+]
+PathOpt = Annotated[
+    Path | None, typer.Option("--path", "-p", help="File or folder for idx, npz and folder.")
+]
+ResizeOpt = Annotated[
+    ResizePolicy | None, typer.Option(help="Folder images not 28x28: fit, stretch or reject.")
+]
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit status 1."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's expected errors into a one-line message and exit status 1."""
+    from pydantic import ValidationError
+
+    from clearsight.data import DataSourceError
+    from clearsight.validation import DataValidationError
+
+    try:
+        yield
+    except DataValidationError as err:
+        print_report(err.report)
+        err_console.print(f"[red]error:[/red] {str(err).splitlines()[0]}")
+        raise typer.Exit(1) from None
+    except (CliError, DataSourceError, FileNotFoundError, ValidationError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        err_console.print(f"[red]error:[/red] {message}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def load_settings(**data_overrides: Any) -> Settings:
+    """Settings from env/TOML, with the command line's data options on top."""
+    from clearsight.config import DataSettings, Settings
+
+    settings = Settings()
+    updates = {k: v for k, v in data_overrides.items() if v is not None}
+    if updates:
+        merged = settings.data.model_dump() | updates
+        settings.data = DataSettings.model_validate(merged)
+    return settings
+
+
+def print_report(report: ValidationReport) -> None:
+    """The contract's verdict as a table, then where the reports are."""
+    table = Table(title=f"Data contract ({report.n_rows} images)", show_lines=False)
+    for column in ("", "expectation", "column", "rule", "observed"):
+        table.add_column(column, overflow="fold")
+    for o in report.outcomes:
+        mark = "[green]pass[/green]" if o.success else "[red]FAIL[/red]"
+        short = o.expectation.removeprefix("expect_column_")
+        table.add_row(mark, short, o.column, o.description, o.observed)
+    console.print(table)
+    if report.json_path:
+        console.print(f"report: {report.json_path}")
+    if report.docs_path:
+        console.print(f"data docs: {report.docs_path}")
+
+
+@data_app.command("describe")
+def data_describe(
+    source: SourceOpt = None, path: PathOpt = None, folder_resize: ResizeOpt = None
+) -> None:
+    """Show what a source holds and how it splits (no validation)."""
+    with user_errors():
+        import numpy as np
+
+        from clearsight.data import HoldoutStore, load, make_splits
+
+        settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        dataset = load(settings.data)
+        splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
+        console.print(f"[bold]{dataset.origin}[/bold]")
+        console.print(
+            f"{len(dataset)} images, shape {dataset.images.shape[1:]}, "
+            f"dtype {dataset.images.dtype}, digest {dataset.digest[:16]}"
+        )
+        table = Table(title="splits")
+        for column in ("split", "images", "per class", "sha256"):
+            table.add_column(column)
+        for name, ds in splits.items():
+            counts = np.bincount(ds.labels[ds.labels >= 0], minlength=10)
+            table.add_row(name, str(len(ds)), " ".join(map(str, counts)), ds.digest[:16])
+        console.print(table)
+        frozen = "frozen (reused)" if splits.holdout_frozen else "new (frozen after validation)"
+        console.print(f"holdout: {frozen} in {settings.holdout_dir}")
+
+
+@data_app.command("validate")
+def data_validate(
+    source: SourceOpt = None, path: PathOpt = None, folder_resize: ResizeOpt = None
+) -> None:
+    """Check a source against the data contract; exit 1 listing failed expectations."""
+    with user_errors():
+        from clearsight.data_gate import run_data_gate
+
+        settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        gated = run_data_gate(settings)
+        print_report(gated.report)
+        console.print("[green]data contract passed[/green]")
+
+
+@data_app.command("reference")
+def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
+    """Rewrite the reference profile that drift checks compare against, from a source."""
+    with user_errors():
+        import json
+
+        from clearsight.data import HoldoutStore, load, make_splits, profile_splits
+        from clearsight.validation import build_reference
+
+        settings = load_settings(source=source, path=path)
+        dataset = load(settings.data)
+        splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
+        reference = build_reference(profile_splits(splits), dataset.origin)
+        target = settings.reference_profile_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(reference, indent=2) + "\n")
+        console.print(f"reference profile of {len(dataset)} images written to {target}")
+
+
+def main() -> None:
+    """Entry point that keeps Ctrl-C quiet."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

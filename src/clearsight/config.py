@@ -1,0 +1,131 @@
+"""One typed ``Settings`` object for the whole library.
+
+Values come, highest priority first, from keyword arguments, ``CLEARSIGHT_*`` environment
+variables (nested fields with ``__``, e.g. ``CLEARSIGHT_DATA__SOURCE=idx``), a TOML file
+(``clearsight.toml`` in the working directory, or the file named by ``CLEARSIGHT_CONFIG``), and
+the defaults below. Every default path lives inside the repository, so a fresh clone works
+without any configuration and never writes outside itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from clearsight.choices import ResizePolicy, SourceName
+
+
+def _default_home() -> Path:
+    """The repository root for a source checkout, else the working directory.
+
+    ``uv sync`` installs the package editable, so ``src/clearsight`` sits two levels below the
+    root that holds ``pyproject.toml``. An installed wheel (in a container) has no such root and
+    uses the working directory instead.
+    """
+    if env := os.environ.get("CLEARSIGHT_HOME"):
+        return Path(env).resolve()
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").is_file() and (root / "src" / "clearsight").is_dir():
+        return root
+    return Path.cwd().resolve()
+
+
+class DataSettings(BaseModel):
+    """Where images come from and how they are split and checked."""
+
+    source: SourceName = "embedded"
+    path: Path | None = Field(
+        default=None, description="File or folder for the idx, npz and folder sources."
+    )
+    folder_resize: ResizePolicy = Field(
+        default="fit",
+        description=(
+            "Folder images that are not 28x28: 'fit' scales the longer side to 20 px and "
+            "centres the digit on a 28x28 canvas (how MNIST was made), 'stretch' resizes to "
+            "28x28 ignoring aspect, 'reject' keeps the original size so the contract fails."
+        ),
+    )
+    seed: int = 42
+    holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
+    validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
+    class_balance_tolerance: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Each class share may deviate this much (relative) from 1/n_classes.",
+    )
+    drift_tolerance: float = Field(
+        default=0.25,
+        gt=0.0,
+        description="Relative band around the reference mean intensity and ink fraction.",
+    )
+    drift_mostly: float = Field(
+        default=0.99,
+        gt=0.0,
+        le=1.0,
+        description="Share of images whose features must lie in the reference's 0.1-99.9% range.",
+    )
+
+
+class Settings(BaseSettings):
+    """All of clearsight's configuration, validated once at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLEARSIGHT_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=_default_home)
+    data_dir: Path | None = Field(default=None, description="Datasets, holdout, reports.")
+    contract_dir: Path | None = Field(
+        default=None, description="The committed data contract (reference profile)."
+    )
+    mlflow_dir: Path | None = Field(default=None, description="Local MLflow store.")
+    data: DataSettings = Field(default_factory=DataSettings)
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        """Anchor the store folders in ``home`` unless they were given."""
+        self.data_dir = (self.data_dir or self.home / "data").resolve()
+        self.contract_dir = (self.contract_dir or self.home / "data" / "contract").resolve()
+        self.mlflow_dir = (self.mlflow_dir or self.home / "mlflow").resolve()
+        return self
+
+    @property
+    def holdout_dir(self) -> Path:
+        """Where the frozen holdout is kept once a validated run has created it."""
+        assert self.data_dir is not None
+        return self.data_dir / "holdout"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Validation reports (JSON and Great Expectations Data Docs)."""
+        assert self.data_dir is not None
+        return self.data_dir / "reports"
+
+    @property
+    def reference_profile_path(self) -> Path:
+        """The committed reference profile that drift checks compare against."""
+        assert self.contract_dir is not None
+        return self.contract_dir / "reference_profile.json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("CLEARSIGHT_CONFIG", "clearsight.toml")
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file))

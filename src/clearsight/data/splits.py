@@ -1,0 +1,126 @@
+"""Deterministic stratified splits and the frozen holdout.
+
+The holdout is the yardstick champion and challenger are judged on, so it must not move
+between retrains: the first validated run freezes it under ``data/holdout/`` and every later
+run reuses it, dropping any source image whose content hash is in the holdout from the
+training pool. It is written only after the data contract passed, atomically, so a bad source
+never becomes the yardstick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from clearsight.config import DataSettings
+from clearsight.data.dataset import Dataset, DataSourceError
+
+SPLIT_NAMES = ("train", "validation", "holdout")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train and validation for fitting, and the holdout that never enters training."""
+
+    train: Dataset
+    validation: Dataset
+    holdout: Dataset
+    holdout_frozen: bool
+
+    def items(self) -> list[tuple[str, Dataset]]:
+        return [(name, getattr(self, name)) for name in SPLIT_NAMES]
+
+    def digests(self) -> dict[str, str]:
+        """sha256 of each split's content, for run tags and dataset inputs."""
+        return {name: ds.digest for name, ds in self.items()}
+
+
+def stratified_index(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split row indices so each label keeps its share; returns (rest, taken).
+
+    Written out rather than taken from scikit-learn because it must accept classes with a
+    single member (corrupt data still has to reach the contract, which then names it).
+    """
+    taken = []
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        taken.append(rows[: round(len(rows) * fraction)])
+    taken_idx = np.sort(np.concatenate(taken)) if taken else np.array([], int)
+    rest_idx = np.setdiff1d(np.arange(len(labels)), taken_idx)
+    return rest_idx, taken_idx
+
+
+class HoldoutStore:
+    """The frozen holdout on disk: ``holdout.npz`` plus ``holdout.json`` with its digest."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.arrays = folder / "holdout.npz"
+        self.meta = folder / "holdout.json"
+
+    def exists(self) -> bool:
+        return self.arrays.is_file()
+
+    def load(self) -> Dataset:
+        try:
+            with np.load(self.arrays, allow_pickle=False) as npz:
+                holdout = Dataset(npz["images"], npz["labels"], f"frozen holdout: {self.arrays}")
+        except (OSError, KeyError, ValueError) as err:
+            raise DataSourceError(f"{self.arrays}: unreadable frozen holdout ({err})") from None
+        expected = json.loads(self.meta.read_text())["digest"] if self.meta.exists() else None
+        if expected and expected != holdout.digest:
+            raise DataSourceError(
+                f"{self.arrays}: content digest {holdout.digest[:12]} does not match "
+                f"holdout.json ({expected[:12]}); the frozen holdout was modified"
+            )
+        return holdout
+
+    def freeze(self, holdout: Dataset) -> None:
+        """Write the holdout once, atomically (temporary file, then rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.folder, suffix=".npz", delete=False) as tmp:
+            np.savez_compressed(tmp, images=holdout.pixels(), labels=holdout.labels)
+        frozen = Dataset(holdout.pixels(), holdout.labels, holdout.origin)
+        meta = {
+            "digest": frozen.digest,
+            "n_images": len(frozen),
+            "origin": holdout.origin,
+            "frozen_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.replace(tmp.name, self.arrays)
+        self.meta.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def make_splits(dataset: Dataset, settings: DataSettings, store: HoldoutStore) -> Splits:
+    """Cut train / validation / holdout; reuse the frozen holdout when there is one."""
+    # Separate streams, so train/validation are the same whether the holdout is cut or reused.
+    holdout_rng, split_rng = (np.random.default_rng([settings.seed, i]) for i in (0, 1))
+    if store.exists():
+        holdout = store.load()
+        held = set(holdout.content_hashes())
+        pool_idx = np.array(
+            [i for i, h in enumerate(dataset.content_hashes()) if h not in held], dtype=int
+        )
+        frozen = True
+    else:
+        pool_idx, holdout_idx = stratified_index(
+            dataset.labels, settings.holdout_fraction, holdout_rng
+        )
+        holdout = dataset.subset(holdout_idx, f"{dataset.origin} [holdout]")
+        frozen = False
+    pool = dataset.subset(pool_idx)
+    train_idx, val_idx = stratified_index(pool.labels, settings.validation_fraction, split_rng)
+    return Splits(
+        train=pool.subset(train_idx, f"{dataset.origin} [train]"),
+        validation=pool.subset(val_idx, f"{dataset.origin} [validation]"),
+        holdout=holdout,
+        holdout_frozen=frozen,
+    )

@@ -1,0 +1,27 @@
+"""Keep every library in the stack from calling home.
+
+Prefect, MLflow, BentoML and Great Expectations each send usage telemetry by default. On a
+closed network that costs seconds of DNS time-outs per start, and nobody asked for it. Setting
+the variables in ``os.environ`` (only where the user has not chosen otherwise) also covers the
+child processes the stack starts: a Prefect server, ``mlflow ui``, ``bentoml serve``.
+"""
+
+from __future__ import annotations
+
+import os
+
+TELEMETRY_OFF: dict[str, str] = {
+    "DO_NOT_TRACK": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    # TensorFlow's C++ start-up chatter is noise for a CLI user.
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+def disable_telemetry() -> None:
+    """Set the opt-out variables unless the environment already decides them."""
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)

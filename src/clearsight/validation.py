@@ -1,0 +1,319 @@
+"""The data contract: a Great Expectations suite over the per-image profile table.
+
+Run before any training: a failure raises ``DataValidationError`` naming every failed
+expectation with what was observed, so a bad batch stops the pipeline with a readable report.
+Results are written as JSON and as Great Expectations Data Docs (HTML) under
+``data/reports/``. The suite and the reference profile together form the contract; their hash
+tags every training run, so a changed contract is visible in MLflow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from clearsight.config import DataSettings
+from clearsight.data.dataset import IMAGE_SIZE, N_CLASSES
+
+DRIFT_FEATURES = ("mean_intensity", "ink_fraction")
+SUITE_NAME = "clearsight-image-contract"
+
+
+class DataValidationError(Exception):
+    """The data broke the contract; ``report.failures`` lists every failed expectation."""
+
+    def __init__(self, report: ValidationReport) -> None:
+        self.report = report
+        lines = [f"- {f.summary()}" for f in report.failures]
+        super().__init__(
+            f"data contract failed: {len(report.failures)} of {len(report.outcomes)} "
+            "expectations\n" + "\n".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expectation's verdict, with what was observed in words a person can act on."""
+
+    expectation: str
+    column: str
+    description: str
+    success: bool
+    observed: str
+
+    def summary(self) -> str:
+        return f"{self.expectation}({self.column}): {self.description}; observed {self.observed}"
+
+
+@dataclass
+class ValidationReport:
+    """What the contract decided, and where its JSON and Data Docs were written."""
+
+    success: bool
+    outcomes: list[Outcome]
+    contract_hash: str
+    n_rows: int
+    json_path: Path | None = None
+    docs_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success]
+
+    def raise_for_failures(self) -> None:
+        if not self.success:
+            raise DataValidationError(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["json_path"] = str(self.json_path) if self.json_path else None
+        data["docs_path"] = str(self.docs_path) if self.docs_path else None
+        return data
+
+
+# --- reference profile -------------------------------------------------------------------
+
+
+def build_reference(profile: pd.DataFrame, origin: str) -> dict[str, Any]:
+    """Summarise the features the drift checks compare against."""
+    features = {}
+    for name in DRIFT_FEATURES:
+        col = profile[name].to_numpy(np.float64)
+        features[name] = {
+            "mean": float(np.mean(col)),
+            "std": float(np.std(col)),
+            "q001": float(np.quantile(col, 0.001)),
+            "q999": float(np.quantile(col, 0.999)),
+        }
+    return {"origin": origin, "n_images": len(profile), "features": features}
+
+
+def load_reference(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path}: no reference profile; create one with `clearsight data reference`"
+        ) from None
+
+
+# --- the suite ---------------------------------------------------------------------------
+
+
+def expectation_specs(settings: DataSettings, reference: dict[str, Any]) -> list[dict[str, Any]]:
+    """The contract as plain data: (GE expectation class, kwargs, why it exists).
+
+    Kept as data so the contract hash is stable and the suite is easy to read in one place.
+    """
+    share = 1.0 / N_CLASSES
+    tol = settings.class_balance_tolerance
+    specs: list[dict[str, Any]] = [
+        {
+            "type": "ExpectColumnValuesToBeInSet",
+            "column": "label",
+            "value_set": list(range(N_CLASSES)),
+            "why": "labels are digits 0-9",
+        },
+        {
+            "type": "ExpectColumnValuesToBeInSet",
+            "column": "height",
+            "value_set": [IMAGE_SIZE],
+            "why": f"every image is {IMAGE_SIZE} px high",
+        },
+        {
+            "type": "ExpectColumnValuesToBeInSet",
+            "column": "width",
+            "value_set": [IMAGE_SIZE],
+            "why": f"every image is {IMAGE_SIZE} px wide",
+        },
+        {
+            "type": "ExpectColumnValuesToBeBetween",
+            "column": "nan_count",
+            "min_value": 0,
+            "max_value": 0,
+            "why": "no NaN pixels",
+        },
+        {
+            "type": "ExpectColumnValuesToBeBetween",
+            "column": "min",
+            "min_value": 0,
+            "max_value": 255,
+            "why": "pixels within 0-255",
+        },
+        {
+            "type": "ExpectColumnValuesToBeBetween",
+            "column": "max",
+            "min_value": 0,
+            "max_value": 255,
+            "why": "pixels within 0-255",
+        },
+        {
+            "type": "ExpectColumnValuesToBeBetween",
+            "column": "class_share",
+            "min_value": round(share * (1 - tol), 6),
+            "max_value": round(share * (1 + tol), 6),
+            "why": f"each class holds {share:.0%} of its split within ±{tol:.0%}",
+        },
+        {
+            "type": "ExpectColumnValuesToBeUnique",
+            "column": "split_content_hash",
+            "why": "no duplicate images within a split",
+        },
+        {
+            "type": "ExpectColumnValuesToBeInSet",
+            "column": "holdout_leak",
+            "value_set": [0],
+            "why": "no holdout image also in train or validation",
+        },
+    ]
+    drift_tol = settings.drift_tolerance
+    for name in DRIFT_FEATURES:
+        ref = reference["features"][name]
+        specs.append(
+            {
+                "type": "ExpectColumnMeanToBeBetween",
+                "column": name,
+                "min_value": round(ref["mean"] * (1 - drift_tol), 6),
+                "max_value": round(ref["mean"] * (1 + drift_tol), 6),
+                "why": f"mean {name} within ±{drift_tol:.0%} of the reference ({ref['mean']:.4g})",
+            }
+        )
+        specs.append(
+            {
+                "type": "ExpectColumnValuesToBeBetween",
+                "column": name,
+                "min_value": round(ref["q001"], 6),
+                "max_value": round(ref["q999"], 6),
+                "mostly": settings.drift_mostly,
+                "why": f"{settings.drift_mostly:.0%} of images have {name} within the "
+                "reference's 0.1-99.9% range",
+            }
+        )
+    return specs
+
+
+def contract_hash(specs: list[dict[str, Any]]) -> str:
+    """sha256 of the suite definition (thresholds and reference bounds included)."""
+    return hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()
+
+
+def _short(value: Any) -> str:
+    """Numbers to 4 significant digits, long hashes to 12 characters."""
+    if isinstance(value, float | np.floating):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."
+
+
+def _observed(result: dict[str, Any]) -> str:
+    """Turn a GE result dict into a short phrase: the value, or the unexpected examples."""
+    if result.get("observed_value") is not None:
+        value = result["observed_value"]
+        return _short(value)
+    count = result.get("unexpected_count")
+    if count is None:
+        return "no result"
+    if not count:
+        return "all values as expected"
+    examples = sorted({_short(v) for v in result.get("partial_unexpected_list") or []})[:3]
+    pct = result.get("unexpected_percent") or 0.0
+    return f"{count} rows ({pct:.2f}%) e.g. {', '.join(examples)}"
+
+
+def _silence_gx_progress(context: Any) -> None:
+    """GE prints a tqdm bar per validation; a pipeline log does not need it."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+
+
+def check_contract(
+    profile: pd.DataFrame,
+    settings: DataSettings,
+    reference: dict[str, Any],
+    report_dir: Path | None = None,
+) -> ValidationReport:
+    """Validate the profile table; write JSON + Data Docs when ``report_dir`` is given."""
+    import great_expectations as gx
+
+    specs = expectation_specs(settings, reference)
+    context = gx.get_context(mode="ephemeral")
+    _silence_gx_progress(context)
+    site = None
+    if report_dir is not None:
+        site = str(report_dir.parent / "data_docs")
+        context.add_data_docs_site(
+            site_name="clearsight",
+            site_config={
+                "class_name": "SiteBuilder",
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": site,
+                },
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    batch = (
+        context.data_sources.add_pandas("profile")
+        .add_dataframe_asset("images")
+        .add_batch_definition_whole_dataframe("all images")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
+    spec_by_id = {}
+    for spec in specs:
+        kwargs = {k: v for k, v in spec.items() if k not in ("type", "why")}
+        expectation_cls = getattr(gx.expectations, spec["type"])
+        added = suite.add_expectation(expectation_cls(**kwargs, description=spec["why"]))
+        spec_by_id[added.id] = spec
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="contract", data=batch, suite=suite)
+    )
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["clearsight"])]
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name="gate",
+            validation_definitions=[definition],
+            actions=actions if site else [],
+            result_format="SUMMARY",
+        )
+    )
+    run = checkpoint.run(batch_parameters={"dataframe": profile})
+    (suite_result,) = run.run_results.values()
+    outcomes = [
+        Outcome(
+            expectation=result.expectation_config.type,
+            column=str(result.expectation_config.kwargs.get("column")),
+            description=spec_by_id[result.expectation_config.id]["why"],
+            success=bool(result.success),
+            observed=_observed(result.result),
+        )
+        for result in suite_result.results
+    ]
+    report = ValidationReport(
+        success=bool(run.success),
+        outcomes=outcomes,
+        contract_hash=contract_hash(specs),
+        n_rows=len(profile),
+    )
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        report.json_path = report_dir / "validation.json"
+        report.docs_path = Path(site) / "index.html" if site else None
+        payload = {"report": report.to_dict(), "great_expectations": suite_result.to_json_dict()}
+        report.json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        profile.to_csv(report_dir / "profile.csv", index=False)
+    return report
+
+
+def report_folder(reports_dir: Path) -> Path:
+    """A new timestamped folder for one validation's outputs."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return reports_dir / "validation" / stamp

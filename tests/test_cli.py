@@ -1,0 +1,65 @@
+"""The ``clearsight`` command as a user runs it: a real process, real exit codes."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .conftest import write_idx_pair
+
+CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
+
+
+def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"CLEARSIGHT_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    return subprocess.run([CLEARSIGHT, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_help_is_fast(tmp_path: Path) -> None:
+    run_cli("--help", tmp_path=tmp_path)  # first call may compile bytecode
+    start = time.perf_counter()
+    result = run_cli("--help", tmp_path=tmp_path)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0 and "data" in result.stdout
+    assert elapsed < 1.0, f"clearsight --help took {elapsed:.2f} s"
+
+
+def test_validate_corrupted_idx_lists_failures_and_exits_nonzero(tmp_path: Path, digits) -> None:
+    images, labels = digits
+    bad = images.astype(np.float32)
+    bad[::25, 3, 3] = 400.0
+    labels = labels.copy()
+    labels[::31] = 12
+    folder = write_idx_pair(tmp_path / "idx", bad, labels, gz=True)
+    result = run_cli(
+        "data", "validate", "--source", "idx", "--path", str(folder), tmp_path=tmp_path
+    )
+    assert result.returncode == 1
+    assert "FAIL" in result.stdout
+    assert "label" in result.stdout and "max" in result.stdout
+    assert "error: data contract failed" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "data" / "holdout").exists()
+
+
+def test_truncated_file_is_one_line_error(tmp_path: Path, digits) -> None:
+    folder = write_idx_pair(tmp_path / "idx", *digits)
+    target = folder / "train-images-idx3-ubyte"
+    target.write_bytes(target.read_bytes()[:1000])
+    result = run_cli("data", "validate", "-s", "idx", "-p", str(folder), tmp_path=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train-images-idx3-ubyte: truncated" in lines[0]
+
+
+def test_validate_embedded_passes_and_prints_report_paths(tmp_path: Path) -> None:
+    result = run_cli("data", "validate", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "data contract passed" in result.stdout
+    assert "data docs:" in result.stdout and "index.html" in result.stdout
+    describe = run_cli("data", "describe", tmp_path=tmp_path)
+    assert describe.returncode == 0
+    assert "holdout: frozen (reused)" in describe.stdout
