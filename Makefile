@@ -19,7 +19,7 @@ setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) sync --locked --quiet
 
 run: setup  ## the whole pipeline on the embedded data
-	$(RUN) clearsight data validate
+	$(RUN) clearsight train
 
 test: setup lint  ## lint, then the whole test suite (slow end-to-end tests included)
 	$(RUN) pytest

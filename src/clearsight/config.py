@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -75,6 +76,43 @@ class DataSettings(BaseModel):
     )
 
 
+class TrainSettings(BaseModel):
+    """How the CNN is built and fitted. Defaults reach >= 98 % holdout accuracy on the
+    embedded data in well under a minute on 2 CPU cores."""
+
+    epochs: int = Field(default=30, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0.0)
+    patience: int = Field(default=8, ge=1, description="Early stopping on validation loss.")
+    augment: bool = Field(default=True, description="Light random shifts and rotations.")
+    seed: int = 42
+    deterministic: bool = Field(
+        default=True, description="Deterministic kernels where the backend offers them (CPU)."
+    )
+    mixed_precision: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: mixed_bfloat16 only where measured to help (off)."
+    )
+    jit_compile: Literal["auto", "on", "off"] = "auto"
+    steps_per_execution: int | None = Field(
+        default=None, ge=1, description="None picks one per backend and device."
+    )
+    conv1_filters: int = Field(default=32, ge=1)
+    conv2_filters: int = Field(default=64, ge=1)
+    dense_dropout: float = Field(default=0.25, ge=0.0, lt=1.0)
+    conv_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class TrackingSettings(BaseModel):
+    """Where runs and models go. ``MLFLOW_TRACKING_URI`` beats ``tracking_uri``."""
+
+    tracking_uri: str | None = Field(
+        default=None, description="None: SQLite store mlflow/mlflow.db, artifacts in mlflow/."
+    )
+    experiment: str = "clearsight"
+    registered_model: str = "clearsight-cnn"
+    log_system_metrics: bool = True
+
+
 class Settings(BaseSettings):
     """All of clearsight's configuration, validated once at start-up."""
 
@@ -91,6 +129,8 @@ class Settings(BaseSettings):
     )
     mlflow_dir: Path | None = Field(default=None, description="Local MLflow store.")
     data: DataSettings = Field(default_factory=DataSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

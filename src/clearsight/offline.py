@@ -16,8 +16,9 @@ TELEMETRY_OFF: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "BENTOML_DO_NOT_TRACK": "true",
     "GX_ANALYTICS_ENABLED": "false",
-    # TensorFlow's C++ start-up chatter is noise for a CLI user.
-    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # TensorFlow's C++ log (start-up chatter, spurious graph "errors") is noise for a user;
+    # real failures still raise Python exceptions.
+    "TF_CPP_MIN_LOG_LEVEL": "3",
 }
 
 

@@ -1,0 +1,70 @@
+"""A Markdown model card for each run: what the model is for and how far to trust it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clearsight.data import Splits
+from clearsight.evaluation import Evaluation
+
+
+def render_model_card(
+    *,
+    name: str,
+    run_id: str,
+    splits: Splits,
+    evaluation: Evaluation,
+    params: dict[str, Any],
+    tags: dict[str, str],
+    explanation_metrics: dict[str, float] | None = None,
+) -> str:
+    recalls = " | ".join(f"{r:.3f}" for r in evaluation.per_class_recall)
+    lines = [
+        f"# Model card: {name}",
+        "",
+        f"MLflow run `{run_id}`, Keras backend `{tags.get('keras_backend')}` on "
+        f"{tags.get('device')}, code `{tags.get('git_commit', 'unknown')[:12]}`"
+        f"{' (uncommitted changes)' if tags.get('git_dirty') == 'true' else ''}.",
+        "",
+        "## Intended use",
+        "Classifies 28x28 grayscale images of single handwritten digits (light ink on a dark "
+        "background, MNIST-normalised) into 0-9, with per-pixel explanations of each decision.",
+        "",
+        "## Not intended for",
+        "Other image kinds, multi-digit or rotated inputs, dark-on-light images without "
+        "inversion, or any decision about a person without human review.",
+        "",
+        "## Data",
+        "| split | images | sha256 | origin |",
+        "|---|---|---|---|",
+        *(f"| {n} | {len(d)} | `{d.digest[:16]}` | {d.origin} |" for n, d in splits.items()),
+        "",
+        f"The holdout is frozen{' (reused from an earlier run)' if splits.holdout_frozen else ''}"
+        " and never enters training; the data passed the Great Expectations contract "
+        f"(`{tags.get('data_contract_hash', '')[:16]}`).",
+        "",
+        "## Holdout metrics",
+        f"- accuracy **{evaluation.accuracy:.4f}**, macro F1 {evaluation.macro_f1:.4f}, "
+        f"log-loss {evaluation.log_loss:.4f}",
+        "",
+        "| class | " + " | ".join(str(c) for c in range(10)) + " |",
+        "|---|" + "---|" * 10,
+        f"| recall | {recalls} |",
+        "",
+        "## Training",
+        *(f"- {k}: `{v}`" for k, v in sorted(params.items())),
+    ]
+    if explanation_metrics:
+        lines += [
+            "",
+            "## Explanation quality",
+            *(f"- {k}: {v:.4g}" for k, v in sorted(explanation_metrics.items())),
+        ]
+    lines += [
+        "",
+        "## Limits",
+        "- Trained on a few thousand MNIST digits: handwriting styles outside MNIST may fail.",
+        "- Probabilities are not calibrated guarantees; check the explanation's completeness "
+        "gap and the deletion curve before trusting a heatmap.",
+    ]
+    return "\n".join(lines) + "\n"
