@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from clearsight.config import Settings
-from clearsight.offline import TELEMETRY_OFF
+from clearsight.offline import QUIET_ENVIRONMENT
 
 from .conftest import REPO
 
@@ -43,11 +43,11 @@ def test_importing_the_package_turns_telemetry_off() -> None:
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_OFF}
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENVIRONMENT}
     code = "import clearsight, os, json; print(json.dumps(dict(os.environ)))"
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     child_env = json.loads(out.stdout)
-    for name, value in TELEMETRY_OFF.items():
+    for name, value in QUIET_ENVIRONMENT.items():
         assert child_env[name] == value

@@ -75,17 +75,7 @@ def load_settings(**data_overrides: Any) -> Settings:
     """Settings from env/TOML, with the command line's data options on top."""
     from clearsight.config import Settings
 
-    settings = Settings()
-    apply_overrides(settings, "data", data_overrides)
-    return settings
-
-
-def apply_overrides(settings: Settings, section: str, overrides: dict[str, Any]) -> None:
-    """Replace fields of one settings section with the options the user gave (validated)."""
-    updates = {k: v for k, v in overrides.items() if v is not None}
-    if updates:
-        current = getattr(settings, section)
-        setattr(settings, section, type(current).model_validate(current.model_dump() | updates))
+    return Settings().override("data", **data_overrides)
 
 
 def print_report(report: ValidationReport) -> None:
@@ -190,14 +180,9 @@ def train(
     """Validate the data, train the CNN and log a complete MLflow run."""
     with user_errors():
         use_backend(backend)
-        settings = load_settings(source=source, path=path)
-        updates = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "learning_rate": learning_rate,
-            "seed": seed,
-        }
-        apply_overrides(settings, "train", updates)
+        settings = load_settings(source=source, path=path).override(
+            "train", epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
+        )
         from clearsight.data_gate import run_data_gate
         from clearsight.experiment import run_training
 

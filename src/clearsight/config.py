@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import (
@@ -113,6 +113,21 @@ class TrackingSettings(BaseModel):
     log_system_metrics: bool = True
 
 
+class PromotionSettings(BaseModel):
+    """The bar a challenger must clear on the frozen holdout to become champion."""
+
+    min_accuracy_gain: float = Field(
+        default=0.001, ge=0.0, description="Accuracy gain over the champion; ties never promote."
+    )
+    min_class_recall: float = Field(default=0.90, ge=0.0, le=1.0)
+    max_latency_p95_ms: float = Field(default=50.0, gt=0.0, description="One image, warm.")
+    max_model_mb: float = Field(default=5.0, gt=0.0)
+    max_completeness_gap: float = Field(
+        default=0.05, gt=0.0, description="Median integrated-gradients completeness gap."
+    )
+    panel_size: int = Field(default=32, ge=4, description="Holdout images explained per run.")
+
+
 class Settings(BaseSettings):
     """All of clearsight's configuration, validated once at start-up."""
 
@@ -131,6 +146,7 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -139,6 +155,19 @@ class Settings(BaseSettings):
         self.contract_dir = (self.contract_dir or self.home / "data" / "contract").resolve()
         self.mlflow_dir = (self.mlflow_dir or self.home / "mlflow").resolve()
         return self
+
+    def override(self, section: str, **values: Any) -> Settings:
+        """A copy with the given (non-None) fields of one section replaced and validated.
+
+        Command-line options and flow parameters arrive as optional values; None means
+        "keep what the environment or the TOML file said".
+        """
+        updates = {k: v for k, v in values.items() if v is not None}
+        if not updates:
+            return self
+        current = getattr(self, section)
+        replaced = type(current).model_validate(current.model_dump() | updates)
+        return self.model_copy(update={section: replaced})
 
     @property
     def holdout_dir(self) -> Path:

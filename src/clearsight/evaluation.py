@@ -78,7 +78,9 @@ def predict_probabilities(model: keras.Model, pixels: np.ndarray, batch: int = 1
         keras.ops.convert_to_numpy(model(x[i : i + batch], training=False))
         for i in range(0, len(x), batch)
     ]
-    return np.concatenate(parts).astype(np.float64)
+    probabilities = np.concatenate(parts).astype(np.float64)
+    # float32 softmax sums to 1 only within ~1e-7; log-loss wants exact probabilities.
+    return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 def evaluate(model: keras.Model, pixels: np.ndarray, labels: np.ndarray) -> Evaluation:

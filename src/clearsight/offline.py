@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-TELEMETRY_OFF: dict[str, str] = {
+QUIET_ENVIRONMENT: dict[str, str] = {
     "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -19,10 +19,12 @@ TELEMETRY_OFF: dict[str, str] = {
     # TensorFlow's C++ log (start-up chatter, spurious graph "errors") is noise for a user;
     # real failures still raise Python exceptions.
     "TF_CPP_MIN_LOG_LEVEL": "3",
+    # Per-file download bars from MLflow drown the pipeline's own progress output.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 
 def disable_telemetry() -> None:
     """Set the opt-out variables unless the environment already decides them."""
-    for name, value in TELEMETRY_OFF.items():
+    for name, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(name, value)

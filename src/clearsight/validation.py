@@ -72,6 +72,25 @@ class ValidationReport:
         if not self.success:
             raise DataValidationError(self)
 
+    def to_markdown(self) -> str:
+        """The verdict as a Markdown table (Prefect artifact, MLflow artifact)."""
+        verdict = "passed" if self.success else f"FAILED ({len(self.failures)} expectations)"
+        lines = [
+            f"# Data contract {verdict}",
+            "",
+            f"{self.n_rows} images, contract `{self.contract_hash[:16]}`, report "
+            f"`{self.json_path}`",
+            "",
+            "| result | expectation | column | rule | observed |",
+            "|---|---|---|---|---|",
+        ]
+        for o in sorted(self.outcomes, key=lambda o: o.success):
+            mark = "pass" if o.success else "**FAIL**"
+            lines.append(
+                f"| {mark} | {o.expectation} | {o.column} | {o.description} | {o.observed} |"
+            )
+        return "\n".join(lines) + "\n"
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["json_path"] = str(self.json_path) if self.json_path else None

@@ -124,3 +124,18 @@ def make_splits(dataset: Dataset, settings: DataSettings, store: HoldoutStore) -
         holdout=holdout,
         holdout_frozen=frozen,
     )
+
+
+def fixed_panel(labels: np.ndarray, size: int) -> np.ndarray:
+    """Row indices of a small panel that cycles through the classes: 0, 1, ..., 9, 0, ...
+
+    Taken in order from the (frozen) holdout, so every run explains the same digits and their
+    pictures compare side by side in the MLflow UI.
+    """
+    by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    panel: list[int] = []
+    while len(panel) < min(size, len(labels)):
+        for rows in by_class:
+            if rows and len(panel) < size:
+                panel.append(int(rows.pop(0)))
+    return np.asarray(panel, dtype=int)

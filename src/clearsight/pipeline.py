@@ -1,0 +1,126 @@
+"""What one retraining produced, as a typed summary the flow returns and publishes.
+
+The Prefect flow (``flows/retrain.py``) only sequences library calls; the words and tables a
+person reads about a run are composed here, so the CLI and the flow say the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import keras
+
+from clearsight.data import Dataset
+from clearsight.data.splits import fixed_panel
+from clearsight.experiment import TrainingRun
+from clearsight.model import to_model_input
+from clearsight.registry import Decision, ExplanationScorer
+from clearsight.validation import ValidationReport
+
+HEADLINE_METRICS = (
+    "holdout_accuracy",
+    "holdout_macro_f1",
+    "holdout_log_loss",
+    "holdout_min_class_recall",
+    "latency_p95_ms",
+    "model_mb",
+    "explain_ig_completeness_gap_median",
+)
+
+
+@dataclass
+class RetrainSummary:
+    """Everything a person or a caller needs to know about one retrain."""
+
+    run_id: str
+    model: str
+    version: str
+    promoted: bool
+    reason: str
+    champion: str | None
+    tracking_uri: str
+    experiment_id: str
+    validation_report: str | None
+    data_docs: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+    service: str | None = None
+
+    @classmethod
+    def from_parts(
+        cls, run: TrainingRun, decision: Decision, report: ValidationReport, champion: str | None
+    ) -> RetrainSummary:
+        return cls(
+            run_id=run.run_id,
+            model=decision.model,
+            version=decision.challenger_version,
+            promoted=decision.promoted,
+            reason=decision.reason,
+            champion=champion,
+            tracking_uri=run.tracking_uri,
+            experiment_id=run.experiment_id,
+            validation_report=str(report.json_path) if report.json_path else None,
+            data_docs=str(report.docs_path) if report.docs_path else None,
+            metrics=decision.challenger_metrics,
+            champion_metrics=decision.champion_metrics,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def run_link(self) -> str:
+        """A clickable link for a server store; for SQLite, how to open the UI."""
+        if self.tracking_uri.startswith("http"):
+            base = self.tracking_uri.rstrip("/")
+            return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"`clearsight ui` then experiment {self.experiment_id}, run `{self.run_id}`"
+
+    def to_markdown(self) -> str:
+        verdict = "promoted to **champion**" if self.promoted else "**not promoted**"
+        rows = []
+        for key in HEADLINE_METRICS:
+            if key in self.metrics:
+                champ = self.champion_metrics.get(key)
+                rows.append(
+                    f"| {key} | {self.metrics[key]:.4g} | "
+                    f"{'' if champ is None else f'{champ:.4g}'} |"
+                )
+        return (
+            "\n".join(
+                [
+                    f"# Retrain: {self.model} v{self.version} {verdict}",
+                    "",
+                    self.reason,
+                    "",
+                    "| metric | challenger | champion before |",
+                    "|---|---|---|",
+                    *rows,
+                    "",
+                    f"- champion now: v{self.champion}",
+                    f"- MLflow run: {self.run_link()}",
+                    f"- data validation: {self.validation_report}",
+                    f"- data docs: {self.data_docs}",
+                    *([f"- service: {self.service}"] if self.service else []),
+                ]
+            )
+            + "\n"
+        )
+
+
+def explanation_scorer(panel_size: int) -> ExplanationScorer:
+    """Integrated-gradients quality on the fixed holdout panel, for the promotion policy.
+
+    Only what the policy checks (completeness, deletion against random) is computed: the full
+    report with every method and the sanity check belongs to the training run.
+    """
+
+    def score(model: keras.Model, holdout: Dataset) -> dict[str, float]:
+        from clearsight.explain.quality import quality_report
+
+        panel = fixed_panel(holdout.labels, panel_size)
+        x = to_model_input(holdout.pixels()[panel])
+        report = quality_report(model, x, methods=("integrated_gradients",), randomize=False)
+        return report.metrics
+
+    return score
