@@ -12,14 +12,20 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup run test lint
+.PHONY: setup run test lint schedule ui
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --locked --quiet
 
-run: setup  ## the whole pipeline on the embedded data
-	$(RUN) clearsight train
+run: setup  ## the whole pipeline on the embedded data (Prefect flow, ephemeral API)
+	$(RUN) python flows/retrain.py
+
+schedule: setup  ## serve prefect.yaml's deployments (nightly + data/incoming watcher) locally
+	$(RUN) python flows/schedule.py
+
+ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
+	$(RUN) clearsight ui
 
 test: setup lint  ## lint, then the whole test suite (slow end-to-end tests included)
 	$(RUN) pytest

@@ -57,6 +57,7 @@ def user_errors() -> Iterator[None]:
     from pydantic import ValidationError
 
     from clearsight.data import DataSourceError
+    from clearsight.errors import RegistryError
     from clearsight.validation import DataValidationError
 
     try:
@@ -65,7 +66,7 @@ def user_errors() -> Iterator[None]:
         print_report(err.report)
         err_console.print(f"[red]error:[/red] {str(err).splitlines()[0]}")
         raise typer.Exit(1) from None
-    except (CliError, DataSourceError, FileNotFoundError, ValidationError) as err:
+    except (CliError, DataSourceError, FileNotFoundError, ValidationError, RegistryError) as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         err_console.print(f"[red]error:[/red] {message}", highlight=False)
         raise typer.Exit(1) from None
@@ -232,6 +233,53 @@ def ui(
         ]
         console.print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it")
         os.execv(sys.executable, command)
+
+
+VersionOpt = Annotated[
+    str | None, typer.Option("--version", "-v", help="Model version (default: the newest).")
+]
+
+
+@app.command()
+def promote(version: VersionOpt = None) -> None:
+    """Score a version against the champion on the frozen holdout; move aliases on a pass."""
+    with user_errors():
+        from clearsight.data import HoldoutStore
+        from clearsight.pipeline import explanation_scorer
+        from clearsight.registry import evaluate_and_promote
+
+        settings = load_settings()
+        store = HoldoutStore(settings.holdout_dir)
+        if not store.exists():
+            raise CliError(f"no frozen holdout in {settings.holdout_dir}; run a training first")
+        decision = evaluate_and_promote(
+            settings, store.load(), version, explanation_scorer(settings.promotion.panel_size)
+        )
+        console.print(decision.to_markdown(), markup=False, highlight=False)
+
+
+@app.command()
+def rollback() -> None:
+    """Make the previous champion the champion again (repeatable)."""
+    with user_errors():
+        from clearsight.registry import rollback as roll_back
+
+        settings = load_settings()
+        old, new = roll_back(settings)
+        console.print(
+            f"{settings.tracking.registered_model}: champion v{old} -> v{new} (rolled back)"
+        )
+
+
+@app.command()
+def models() -> None:
+    """Show the registry's aliases and champion history."""
+    with user_errors():
+        from clearsight.registry import registry_state
+
+        state = registry_state(load_settings())
+        for key, value in state.items():
+            console.print(f"{key}: {value}")
 
 
 def main() -> None:

@@ -176,6 +176,12 @@ class Settings(BaseSettings):
         return self.data_dir / "holdout"
 
     @property
+    def incoming_dir(self) -> Path:
+        """Drop complete new data sets here; the incoming watcher retrains on each."""
+        assert self.data_dir is not None
+        return self.data_dir / "incoming"
+
+    @property
     def reports_dir(self) -> Path:
         """Validation reports (JSON and Great Expectations Data Docs)."""
         assert self.data_dir is not None

@@ -25,16 +25,13 @@ from mlflow.tracking import MlflowClient
 from clearsight import tracking
 from clearsight.config import PromotionSettings, Settings
 from clearsight.data import Dataset
+from clearsight.errors import RegistryError
 from clearsight.evaluation import Evaluation, evaluate, mcnemar_p_value, single_image_latency_ms
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 HISTORY_TAG = "champion_history"
 
 ExplanationScorer = Callable[[keras.Model, Dataset], dict[str, float]]
-
-
-class RegistryError(RuntimeError):
-    """The registry is not in a state the command can act on (one-line message)."""
 
 
 @dataclass(frozen=True)
