@@ -9,6 +9,8 @@ from prefect.testing.utilities import prefect_test_harness
 
 from clearsight.incoming import read_ledger
 
+pytestmark = pytest.mark.slow  # real Prefect server, real training: minutes, still run in CI
+
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, digits):

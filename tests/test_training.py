@@ -29,6 +29,14 @@ EXPECTED_ARTIFACTS = {
     "model/filters_conv2.png",
     "model_card.md",
     "model_input_example.json",
+    "activations/activations_conv1.png",
+    "activations/activations_pool1.png",
+    "activations/activations_conv2.png",
+    "activations/activations_pool2.png",
+    "explanations/panel.png",
+    "explanations/shap_image_plot.png",
+    "explanations/shap_class_mean.png",
+    "explanations/quality.md",
 }
 
 
@@ -95,6 +103,8 @@ def test_run_logs_params_metrics_tags_inputs_and_artifacts(trained) -> None:
     assert any(k.startswith("system/cpu") for k in metrics), "system metrics missing"
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert metrics["holdout_accuracy"] > 0.8
+    assert metrics["explain_ig_completeness_gap_median"] < 0.05
+    assert metrics["explain_ig_deletion_auc_zero"] < metrics["explain_random_deletion_auc_zero"]
     assert tags["keras_backend"] == "tensorflow" and tags["device_kind"] == "cpu"
     assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in {"true", "false"}
     assert tags["version.keras"].startswith("3.")
@@ -121,6 +131,55 @@ def test_registered_version_loads_and_predicts_like_the_trained_model(trained) -
     again = predict_probabilities(loaded, pixels)
     assert again.shape == (64, 10)
     np.testing.assert_allclose(again.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path: Path) -> None:
+    """`clearsight explain` on a digit PNG: overlays written, prediction and quality printed."""
+    from PIL import Image
+
+    from clearsight.registry import evaluate_and_promote
+
+    run_info, gated = trained
+    settings = store.override("promotion", min_class_recall=0.0)
+    assert evaluate_and_promote(settings, gated.splits.holdout, run_info.version).promoted
+    png = tmp_path / "seven.png"
+    holdout = gated.splits.holdout
+    Image.fromarray(holdout.pixels()[np.flatnonzero(holdout.labels == 7)[0]]).save(png)
+    env = os.environ | {
+        "CLEARSIGHT_DATA_DIR": str(settings.data_dir),
+        "CLEARSIGHT_MLFLOW_DIR": str(settings.mlflow_dir),
+        "COLUMNS": "200",
+    }
+    cli = str(Path(sys.executable).parent / "clearsight")
+    result = subprocess.run(
+        [
+            cli,
+            "explain",
+            str(png),
+            "--out",
+            str(tmp_path / "out"),
+            "-m",
+            "integrated_gradients",
+            "-m",
+            "gradcam",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "predicted 7" in result.stdout
+    assert "ig_deletion_auc" in result.stdout
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"seven_ig.png", "seven_gradcam.png"}
+    missing = subprocess.run(
+        [cli, "explain", str(tmp_path / "nope.png")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert missing.returncode == 1 and "nope.png: no such file" in missing.stderr
 
 
 def test_same_seed_same_metrics_on_cpu(digits) -> None:

@@ -34,7 +34,7 @@ data_app = typer.Typer(help="Inspect and validate image sources.", no_args_is_he
 app.add_typer(data_app, name="data")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # one error, one line
 
 SourceOpt = Annotated[
     SourceName | None, typer.Option("--source", "-s", help="embedded, idx, npz, folder or keras.")
@@ -235,6 +235,45 @@ def ui(
         os.execv(sys.executable, command)
 
 
+@app.command("explain")
+def explain_image(
+    image: Annotated[Path, typer.Argument(help="PNG/JPEG of one digit (light on dark).")],
+    method: Annotated[
+        list[str] | None, typer.Option("--method", "-m", help="Repeat for several methods.")
+    ] = None,
+    model_ref: Annotated[
+        str, typer.Option("--model", help="Alias (champion, challenger) or version number.")
+    ] = "champion",
+    out: Annotated[Path, typer.Option(help="Folder for the overlay PNGs.")] = Path("explanations"),
+) -> None:
+    """Explain one image with the registry's model: overlays, prediction and quality numbers."""
+    with user_errors():
+        import tempfile
+
+        from clearsight.explain_image import explain_file
+
+        settings = load_settings()
+        methods = method or ["integrated_gradients", "gradcam"]
+        with tempfile.TemporaryDirectory() as tmp:
+            from clearsight.registry import load_model_ref
+
+            model, version = load_model_ref(settings, model_ref, Path(tmp))
+            result = explain_file(model, image, methods, out)
+        console.print(
+            f"{settings.tracking.registered_model} v{version}: predicted "
+            f"[bold]{result.label}[/bold] ({result.confidence:.1%})"
+        )
+        table = Table(title="explanations")
+        for column in ("method", "overlay", "seconds", "completeness gap"):
+            table.add_column(column)
+        for row in result.rows:
+            gap = "" if row.completeness_gap is None else f"{row.completeness_gap:.2%}"
+            table.add_row(row.method, str(row.overlay), f"{row.seconds:.3f}", gap)
+        console.print(table)
+        for name, value in result.quality.items():
+            console.print(f"{name}: {value:.4g}")
+
+
 VersionOpt = Annotated[
     str | None, typer.Option("--version", "-v", help="Model version (default: the newest).")
 ]
@@ -255,7 +294,7 @@ def promote(version: VersionOpt = None) -> None:
         decision = evaluate_and_promote(
             settings, store.load(), version, explanation_scorer(settings.promotion.panel_size)
         )
-        console.print(decision.to_markdown(), markup=False, highlight=False)
+        console.print(decision.to_markdown(), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -111,6 +111,10 @@ class TrackingSettings(BaseModel):
     experiment: str = "clearsight"
     registered_model: str = "clearsight-cnn"
     log_system_metrics: bool = True
+    log_explanations: bool = Field(
+        default=True,
+        description="Activation maps, attribution panels, SHAP plots and the quality report.",
+    )
 
 
 class PromotionSettings(BaseModel):

@@ -135,8 +135,17 @@ def run_training(settings: Settings, gated: GatedData, verbose: int | str = "aut
             "train_images_per_second": len(splits.train) / result.steady_epoch_seconds,
             "model_parameters": float(result.model.count_params()),
         }
-        mlflow.log_metrics(metrics)
         log_evaluation_artifacts(evaluation, result, holdout_pixels, folder)
+        explanation_metrics: dict[str, float] = {}
+        if settings.tracking.log_explanations:
+            from clearsight.explanation_artifacts import write_explanation_artifacts
+
+            explanation_metrics = write_explanation_artifacts(
+                result.model, splits.holdout, splits.train, folder / "explain"
+            )
+            mlflow.log_artifacts(str(folder / "explain"))
+            metrics |= explanation_metrics
+        mlflow.log_metrics(metrics)
         info = tracking.log_keras_model(result.model, settings.tracking.registered_model)
         example = {"inputs": (holdout_pixels[:1, ..., None] / 255.0).round(4).tolist()}
         mlflow.log_dict(example, "model_input_example.json")

@@ -93,3 +93,18 @@ def filter_grid(model: keras.Model, layer_name: str) -> Figure:
         ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
     fig.suptitle(f"{layer_name} filters {kernel.shape[:2]} (red +, blue -)")
     return fig
+
+
+def class_mean_maps_figure(maps: np.ndarray, labels: np.ndarray, title: str) -> Figure:
+    """One heatmap per class: the mean of ``maps`` over the images of that class."""
+    fig = Figure(figsize=(12, 1.8), layout="constrained")
+    axes = fig.subplots(1, 10)
+    present = [c for c in range(10) if np.any(labels == c)]
+    peak = max((float(maps[labels == c].mean(axis=0).max()) for c in present), default=1.0)
+    for c, ax in enumerate(axes):
+        ax.axis("off")
+        if c in present:
+            ax.imshow(maps[labels == c].mean(axis=0), cmap="magma", vmin=0, vmax=peak or 1.0)
+            ax.set_title(f"{c} (n={int(np.sum(labels == c))})", fontsize=8)
+    fig.suptitle(title)
+    return fig

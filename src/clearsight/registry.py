@@ -242,6 +242,20 @@ def load_version(model: str, version: str, folder: Path) -> keras.Model:
     return mlflow.keras.load_model(f"models:/{model}/{version}", dst_path=str(folder))
 
 
+def load_model_ref(settings: Settings, ref: str, folder: Path) -> tuple[keras.Model, str]:
+    """A model by alias (``champion``, ``challenger``...) or version number; returns its version."""
+    tracking.configure(settings)
+    client = MlflowClient()
+    name = settings.tracking.registered_model
+    version = ref if ref.isdigit() else alias_version(client, name, ref)
+    if version is None:
+        raise RegistryError(f"'{name}' has no model with alias '{ref}'; train and promote first")
+    try:
+        return load_version(name, version, folder), version
+    except MlflowException as err:
+        raise RegistryError(f"cannot load {name} v{version}: {str(err).splitlines()[0]}") from None
+
+
 def latest_version(client: MlflowClient, model: str) -> str:
     versions = client.search_model_versions(f"name='{model}'")
     if not versions:

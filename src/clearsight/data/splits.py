@@ -99,11 +99,13 @@ class HoldoutStore:
         self.meta.write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def make_splits(dataset: Dataset, settings: DataSettings, store: HoldoutStore) -> Splits:
-    """Cut train / validation / holdout; reuse the frozen holdout when there is one."""
+def make_splits(
+    dataset: Dataset, settings: DataSettings, store: HoldoutStore | None = None
+) -> Splits:
+    """Cut train / validation / holdout; reuse the frozen holdout when the store has one."""
     # Separate streams, so train/validation are the same whether the holdout is cut or reused.
     holdout_rng, split_rng = (np.random.default_rng([settings.seed, i]) for i in (0, 1))
-    if store.exists():
+    if store is not None and store.exists():
         holdout = store.load()
         held = set(holdout.content_hashes())
         pool_idx = np.array(

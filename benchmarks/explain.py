@@ -1,0 +1,199 @@
+"""Latency and throughput of every explanation method, beside shap.GradientExplainer.
+
+Trains the seed CNN briefly on the embedded digits (seeded), then measures, warm (after the
+first compile), per single image: p50/p95 latency over held-out digits, and at batch 64:
+images per second. ``shap.GradientExplainer`` at its defaults (all 10 outputs, nsamples=200,
+a background of 100 training digits) runs on the same model and images in the same process.
+
+    uv run --no-sync python benchmarks/explain.py [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from clearsight.data.sources import load_embedded
+from clearsight.explain import explain, gradcam, integrated_gradients
+from clearsight.model import build_cnn, to_model_input
+
+TARGET_P95_MS = 50.0  # IG (32 steps) + Grad-CAM, one image
+TARGET_SPEEDUP = 20.0  # vs shap.GradientExplainer at its defaults
+TARGET_SINGLE_MS = 5.0  # saliency alone, Grad-CAM alone
+
+
+def train_seed(train_images: int, epochs: int, seed: int) -> tuple[keras.Model, dict]:
+    data = load_embedded()
+    order = np.random.default_rng(seed).permutation(len(data))
+    x, y = to_model_input(data.images), data.labels
+    train, test = order[:train_images], order[train_images:]
+    keras.utils.set_random_seed(seed)
+    model = build_cnn()
+    model.compile(
+        optimizer=keras.optimizers.Adam(2e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    model.fit(x[train], y[train], batch_size=64, epochs=epochs, verbose=0)
+    fit_s = time.perf_counter() - start
+    accuracy = float((keras.ops.convert_to_numpy(model(x[test])).argmax(1) == y[test]).mean())
+    info = {"train_images": train_images, "epochs": epochs, "fit_s": fit_s, "accuracy": accuracy}
+    return model, {"info": info, "x_train": x[train], "x_test": x[test]}
+
+
+def latency(fn: Callable[[np.ndarray], object], images: np.ndarray, repeats: int) -> dict:
+    """Warm per-image latency over ``repeats`` different images: p50, p95 in ms."""
+    fn(images[:1])
+    times = []
+    for i in range(repeats):
+        one = images[i % len(images)][None]
+        start = time.perf_counter()
+        fn(one)
+        times.append(time.perf_counter() - start)
+    ms = 1e3 * np.asarray(times)
+    return {"p50_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)), "n": repeats}
+
+
+def throughput(
+    fn: Callable[[np.ndarray], object], batch: np.ndarray, repeats: int, warm_up: bool = True
+) -> float:
+    """Images per second at one batch size (median over ``repeats`` calls), after a warm-up
+    call unless the function is already warm and slow (SHAP)."""
+    if warm_up:
+        fn(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(batch)
+        times.append(time.perf_counter() - start)
+    return len(batch) / float(np.median(times))
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as metadata
+
+    names = ("keras", "tensorflow", "jax", "torch", "shap", "numpy")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {"python": platform.python_version(), **found}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--train-images", type=int, default=4000)
+    parser.add_argument("--repeats", type=int, default=100, help="single-image calls per method")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch-repeats", type=int, default=5)
+    parser.add_argument("--shap-repeats", type=int, default=10, help="single-image SHAP calls")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="The structure of `inputs`")
+    import shap
+
+    model, data = train_seed(args.train_images, args.epochs, args.seed)
+    images, batch = data["x_test"], data["x_test"][: args.batch]
+    background = data["x_train"][:100]
+    reference = shap.GradientExplainer(model, background)
+
+    methods: dict[str, tuple[Callable, int]] = {
+        "saliency": (lambda x: explain(model, x, "saliency"), args.repeats),
+        "integrated_gradients (32 steps)": (lambda x: integrated_gradients(model, x), args.repeats),
+        "smoothgrad (32 samples)": (lambda x: explain(model, x, "smoothgrad"), args.repeats),
+        "gradcam": (lambda x: gradcam(model, x), args.repeats),
+        "IG (32) + Grad-CAM": (
+            lambda x: (integrated_gradients(model, x), gradcam(model, x)),
+            args.repeats,
+        ),
+        "occlusion (4x4, stride 2)": (lambda x: explain(model, x, "occlusion"), args.repeats),
+        "shap via clearsight (predicted class)": (
+            lambda x: explain(model, x, "shap", background=background),
+            args.shap_repeats,
+        ),
+        "shap.GradientExplainer defaults (10 classes)": (
+            lambda x: reference.shap_values(x),
+            args.shap_repeats,
+        ),
+    }
+    rows = {}
+    for name, (fn, repeats) in methods.items():
+        is_shap = name.startswith("shap")
+        single = latency(fn, images, repeats)
+        per_second = throughput(fn, batch, 1 if is_shap else args.batch_repeats, not is_shap)
+        rows[name] = single | {"images_per_s": per_second}
+        print(f"measured {name}: {rows[name]}", file=sys.stderr)
+
+    shap_p50 = rows["shap.GradientExplainer defaults (10 classes)"]["p50_ms"]
+    combined = rows["IG (32) + Grad-CAM"]
+    checks = {
+        "IG+Grad-CAM p95 <= 50 ms": combined["p95_ms"] <= TARGET_P95_MS,
+        "IG+Grad-CAM >= 20x faster than GradientExplainer (p50)": (
+            shap_p50 / combined["p50_ms"] >= TARGET_SPEEDUP
+        ),
+        "saliency p95 <= 5 ms": rows["saliency"]["p95_ms"] <= TARGET_SINGLE_MS,
+        "gradcam p95 <= 5 ms": rows["gradcam"]["p95_ms"] <= TARGET_SINGLE_MS,
+    }
+    command = shlex.join(["python", *sys.argv])
+    if os.environ.get("UV_RUN_RECURSION_DEPTH"):
+        command = "uv run --no-sync " + command
+    env = {
+        "device": f"CPU: {cpu_name()}, {len(os.sched_getaffinity(0))} cores usable",
+        "backend": keras.backend.backend(),
+        "versions": versions(),
+        "command": command,
+        "model": data["info"],
+    }
+    lines = [
+        "| method | p50 ms (1 image) | p95 ms (1 image) | images/s at batch "
+        f"{args.batch} | p50 speed-up vs GradientExplainer |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['images_per_s']:.1f} "
+            f"| {shap_p50 / row['p50_ms']:.1f}x |"
+        )
+    info = data["info"]
+    print(f"device: {env['device']}")
+    print(f"backend: {env['backend']}; versions: {env['versions']}")
+    print(
+        f"model: seed CNN, {info['epochs']} epochs on {info['train_images']} embedded digits "
+        f"({info['fit_s']:.1f} s), held-out accuracy {info['accuracy']:.3f}"
+    )
+    print(f"command: `{command}`\n")
+    print("\n".join(lines) + "\n")
+    for check, passed in checks.items():
+        print(f"- {'PASS' if passed else 'MISS'}: {check}")
+    if args.out:
+        args.out.write_text(json.dumps(env | {"results": rows, "checks": checks}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

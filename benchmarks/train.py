@@ -1,0 +1,150 @@
+"""Benchmark: the seed text's training code against clearsight's, same data, same epochs.
+
+The seed (../shared/seed, section 5.2) is a plain ``model.fit(x_train, y_train, epochs=10)``
+with Keras defaults (batch 32, one step per call). clearsight trains the same architecture
+with large batches, several steps per compiled execution, augmentation and a cosine schedule.
+Both run in this one process on the same splits; the table reports images/s, the steady-state
+epoch time (median after the first), the first epoch (tracing/compilation) and holdout accuracy.
+
+    uv run python benchmarks/train.py                         # 2 CPU cores, embedded data
+    KERAS_BACKEND=jax python benchmarks/train.py --tile 12    # GPU: 60,000 images
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from clearsight.config import DataSettings, TrainSettings
+from clearsight.data import load, make_splits
+from clearsight.devices import detect_device
+from clearsight.model import to_model_input
+from clearsight.training import EpochTimer, train
+
+
+def seed_code(x_train, y_train, epochs: int) -> tuple[keras.Model, list[float]]:
+    """Section 5.2 of the seed text, as written (Keras 3 spelling of tf.keras)."""
+    model = keras.models.Sequential(
+        [
+            keras.layers.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, (3, 3), activation="relu"),
+            keras.layers.MaxPooling2D((2, 2)),
+            keras.layers.Conv2D(64, (3, 3), activation="relu"),
+            keras.layers.MaxPooling2D((2, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    model.fit(x_train, y_train, epochs=epochs, callbacks=[timer], verbose=0)
+    return model, timer.seconds
+
+
+def accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    probs = np.concatenate(
+        [
+            keras.ops.convert_to_numpy(model(x[i : i + 1024], training=False))
+            for i in range(0, len(x), 1024)
+        ]
+    )
+    return float((probs.argmax(1) == y).mean())
+
+
+def row(name: str, seconds: list[float], n: int, acc: float) -> dict[str, float | str]:
+    steady = float(np.median(seconds[1:] or seconds))
+    return {
+        "code": name,
+        "images_per_s": n / steady,
+        "steady_epoch_s": steady,
+        "first_epoch_s": seconds[0],
+        "holdout_accuracy": acc,
+        "epochs": len(seconds),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--tile", type=int, default=1, help="Repeat the training set (GPU).")
+    parser.add_argument("--batch-size", type=int, default=None, help="clearsight batch size.")
+    parser.add_argument("--out", type=Path, help="Also write the results as JSON.")
+    args = parser.parse_args()
+
+    data = load(DataSettings())
+    settings = DataSettings()
+    splits = make_splits(data, settings)  # no frozen holdout: same splits on any machine
+    x_train = np.tile(splits.train.pixels(), (args.tile, 1, 1))
+    y_train = np.tile(splits.train.labels, args.tile)
+    x_hold, y_hold = to_model_input(splits.holdout.pixels()), splits.holdout.labels
+    device = detect_device()
+    print(
+        f"{len(y_train)} training images, {args.epochs} epochs, backend {device.backend}, "
+        f"{device.kind}: {device.name}, {os.cpu_count()} CPU cores",
+        flush=True,
+    )
+
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    seed_model, seed_seconds = seed_code(to_model_input(x_train), y_train, args.epochs)
+    print(f"seed code done in {time.perf_counter() - start:.1f} s", flush=True)
+
+    ours = TrainSettings(
+        epochs=args.epochs,
+        patience=args.epochs,
+        deterministic=False,
+        batch_size=args.batch_size or TrainSettings().batch_size,
+    )
+    result = train(
+        x_train, y_train, splits.validation.pixels(), splits.validation.labels, ours, verbose=0
+    )
+    rows = [
+        row(
+            "seed text (model.fit defaults, batch 32)",
+            seed_seconds,
+            len(y_train),
+            accuracy(seed_model, x_hold, y_hold),
+        ),
+        row(
+            f"clearsight (batch {ours.batch_size}, steps/exec "
+            f"{result.fit_params['steps_per_execution']}, augment)",
+            result.epoch_seconds,
+            len(y_train),
+            accuracy(result.model, x_hold, y_hold),
+        ),
+    ]
+    speedup = rows[0]["steady_epoch_s"] / rows[1]["steady_epoch_s"]
+    print("\n| code | images/s | steady epoch (s) | first epoch (s) | holdout acc |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['code']} | {r['images_per_s']:.0f} | {r['steady_epoch_s']:.3f} | "
+            f"{r['first_epoch_s']:.2f} | {r['holdout_accuracy']:.4f} |"
+        )
+    print(
+        f"\nsteady-state speed-up: {speedup:.1f}x; device {device.name}; "
+        f"keras {keras.__version__}; python {platform.python_version()}"
+    )
+    if args.out:
+        args.out.write_text(
+            json.dumps(
+                {
+                    "device": device.to_dict(),
+                    "rows": rows,
+                    "speedup": speedup,
+                    "args": vars(args) | {"out": str(args.out)},
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

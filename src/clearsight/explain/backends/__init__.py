@@ -1,0 +1,35 @@
+"""The only backend-specific code: compiled forward passes and gradients per Keras backend.
+
+Each module here exposes the same three builders, each taking Keras models and returning a
+function of numpy inputs that yields backend tensors:
+
+- ``compile_forward(model)``: ``x -> model(x)`` (any output structure);
+- ``compile_target_gradients(scores_model)``: ``(x, targets) -> (d scores[i, t_i] / d x,
+  scores)``;
+- ``compile_layer_gradients(head, tail)``: ``(x, targets) -> (a = head(x), d tail(a)[i, t_i] /
+  d a, tail(a))``, the Grad-CAM terms.
+
+A negative target t_i means the row's arg-max class, resolved inside the same compiled call:
+explaining the predicted class then costs one model call, not a forward pass plus a gradient.
+
+They trace or compile once per model; ``clearsight.explain.gradients`` caches them per model.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import keras
+
+SUPPORTED = ("tensorflow", "jax", "torch")
+
+
+def current() -> ModuleType:
+    """The builder module for the process's Keras backend (fixed once Keras is imported)."""
+    name = keras.backend.backend()
+    if name not in SUPPORTED:
+        raise NotImplementedError(
+            f"explanations support the Keras backends {SUPPORTED}, not {name!r}"
+        )
+    return importlib.import_module(f"{__name__}.{name}_ops")
