@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--tile", type=int, default=1, help="Repeat the training set (GPU).")
     parser.add_argument("--batch-size", type=int, default=None, help="clearsight batch size.")
+    parser.add_argument("--learning-rate", type=float, default=None, help="clearsight Adam rate.")
     parser.add_argument("--out", type=Path, help="Also write the results as JSON.")
     args = parser.parse_args()
 

@@ -81,8 +81,8 @@ class TrainSettings(BaseModel):
     embedded data in well under a minute on 2 CPU cores."""
 
     epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    learning_rate: float = Field(default=3e-3, gt=0.0)
+    batch_size: int = Field(default=256, ge=1)
+    learning_rate: float = Field(default=5e-3, gt=0.0)
     patience: int = Field(default=8, ge=1, description="Early stopping on validation loss.")
     augment: bool = Field(default=True, description="Light random shifts and rotations.")
     seed: int = 42
@@ -90,7 +90,8 @@ class TrainSettings(BaseModel):
         default=True, description="Deterministic kernels where the backend offers them (CPU)."
     )
     mixed_precision: Literal["auto", "on", "off"] = Field(
-        default="auto", description="auto: mixed_bfloat16 only where measured to help (off)."
+        default="auto",
+        description="auto: mixed_bfloat16 only where measured to help (TF on bf16 CPUs).",
     )
     jit_compile: Literal["auto", "on", "off"] = "auto"
     steps_per_execution: int | None = Field(
