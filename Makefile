@@ -12,7 +12,9 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: setup run test lint schedule ui
+COMPOSE := docker compose -f docker/compose.yaml
+
+.PHONY: setup run test lint schedule ui stack-up stack-demo stack-down stack-lint
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -33,3 +35,19 @@ test: setup lint  ## lint, then the whole test suite (slow end-to-end tests incl
 lint: setup
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+
+docker/.env:  ## first use: settings from the example, with a fresh random database password
+	$(PYTHON) -c "import pathlib, secrets; t = pathlib.Path('docker/.env.example').read_text(); pathlib.Path('docker/.env').write_text(t.replace('CHANGE_ME', secrets.token_hex(16)))"
+
+stack-lint: docker/.env  ## hadolint the Dockerfiles, validate the compose file
+	$(RUN) hadolint docker/*.Dockerfile
+	$(COMPOSE) config --quiet
+
+stack-up: docker/.env  ## build the images and start the stack; returns when every service is healthy
+	$(COMPOSE) up --build --detach --wait --wait-timeout 900
+
+stack-demo: docker/.env  ## one retrain inside the stack, then a prediction with explanation
+	bash docker/demo.sh
+
+stack-down:  ## stop the stack and remove its volumes
+	$(COMPOSE) down --volumes --remove-orphans

@@ -1,0 +1,43 @@
+# The clearsight application image: the locked environment, the library, the flows and the
+# service code. One image, three roles in the compose stack: the Prefect worker (process work
+# pool), the one-shot bootstrap retrain, and the BentoML service.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_LINK_MODE=copy \
+    PATH=/opt/venv/bin:$PATH \
+    CLEARSIGHT_HOME=/app \
+    DO_NOT_TRACK=1 \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    MLFLOW_DISABLE_TELEMETRY=true \
+    BENTOML_DO_NOT_TRACK=true \
+    GX_ANALYTICS_ENABLED=false
+
+RUN pip install --no-cache-dir uv==0.13.9 \
+    && useradd --create-home --uid 10001 clearsight
+
+WORKDIR /app
+# Dependencies first (cached layer), then the project itself.
+COPY pyproject.toml uv.lock .python-version README.md ./
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-install-project
+COPY src ./src
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-editable
+COPY flows ./flows
+COPY serving ./serving
+COPY prefect.yaml ./
+COPY data/contract ./data/contract
+COPY docker/entrypoints ./docker/entrypoints
+
+RUN mkdir -p /app/data /app/mlflow /home/clearsight/bentoml \
+    && chown -R clearsight:clearsight /app/data /app/mlflow /home/clearsight
+USER 10001
+ENV BENTOML_HOME=/home/clearsight/bentoml
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
+    CMD ["python", "-c", "import clearsight"]
+CMD ["clearsight", "--help"]

@@ -1,0 +1,2 @@
+-- One Postgres, two databases: MLflow's backend store (POSTGRES_DB) and Prefect's.
+CREATE DATABASE prefect;
