@@ -190,13 +190,13 @@ def decide(
                 f"{ch.accuracy:.4f} vs {champion.evaluation.accuracy:.4f}, McNemar p={p:.3g}",
             )
         )
-    failed = [c.name for c in checks if not c.passed]
+    failed = [c for c in checks if not c.passed]
     if failed:
-        reason = "Failed: " + ", ".join(failed) + "."
+        reason = "Kept the champion. Failed: " + "; ".join(_explain_failure(c) for c in failed)
     elif champion is None:
         reason = "First model: it becomes the champion."
     else:
-        reason = "Passed every check."
+        reason = "Passed every check: the challenger becomes the champion."
     return Decision(
         model=model,
         challenger_version=challenger.version,
@@ -207,6 +207,13 @@ def decide(
         challenger_metrics=challenger.metrics(),
         champion_metrics=champion.metrics() if champion else {},
     )
+
+
+def _explain_failure(check: Check) -> str:
+    """'accuracy gain 0 (needs >= 0.001; 0.9810 vs 0.9810, McNemar p=1)'."""
+    observed = "n/a" if check.observed is None else f"{check.observed:.4g}"
+    limit = "" if check.threshold is None else f"limit {check.threshold:.4g}; "
+    return f"{check.name} {observed} ({limit}{check.detail})"
 
 
 # --- registry state --------------------------------------------------------------------
