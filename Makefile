@@ -14,7 +14,7 @@ export GX_ANALYTICS_ENABLED := false
 
 COMPOSE := docker compose -f docker/compose.yaml
 
-.PHONY: setup run test lint schedule ui stack-up stack-demo stack-down stack-lint
+.PHONY: setup run test lint browser schedule ui stack-up stack-demo stack-down stack-lint
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -29,8 +29,13 @@ schedule: setup  ## serve prefect.yaml's deployments (nightly + data/incoming wa
 ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
 	$(RUN) clearsight ui
 
-test: setup lint  ## lint, then the whole test suite (slow end-to-end tests included)
+test: setup lint browser  ## lint, then the whole test suite (slow end-to-end tests included)
 	$(RUN) pytest
+
+browser:  ## Debian's Chromium for the web page test (installed when root; else that test skips)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium unavailable: the browser test will be skipped"
 
 lint: setup
 	$(RUN) ruff check .

@@ -1,4 +1,5 @@
-"""Prefect flows over the clearsight library: validate -> train -> evaluate and promote.
+"""Prefect flows over the clearsight library: validate -> train -> evaluate and promote ->
+build the service (after a promotion).
 
 No ML logic lives here: each task is one library call, and the flow adds what an
 orchestrator is for: retries with backoff around I/O, timeouts, readable run names,
@@ -87,6 +88,26 @@ def evaluate_and_promote(settings: Settings, gated: GatedData, run: TrainingRun)
     )
 
 
+@task(
+    name="build-service",
+    task_run_name="build-service-v{version}",
+    cache_policy=NO_CACHE,
+    timeout_seconds=900,
+    **IO_RETRIES,
+)
+def build_service(settings: Settings, version: str) -> str:
+    """Import the new champion into BentoML and build the bento serving it; its tag."""
+    from clearsight.bento import build_service as build
+
+    built = build(settings, version)
+    create_markdown_artifact(
+        markdown=f"bento `{built.bento_tag}` serves `{built.model_tag}`\n",
+        key="service",
+        description=f"{built.provenance.name} v{built.provenance.version}",
+    )
+    return built.bento_tag
+
+
 @flow(name="retrain", flow_run_name="retrain-{source}", timeout_seconds=4 * 3600, log_prints=True)
 def retrain(
     source: str = "embedded",
@@ -94,7 +115,8 @@ def retrain(
     epochs: int | None = None,
     seed: int | None = None,
 ) -> RetrainSummary:
-    """Validate the data, train a challenger, promote it if it beats the champion."""
+    """Validate the data, train a challenger, promote it if it beats the champion, and then
+    build the bento that serves the new champion."""
     from clearsight.registry import registry_state
 
     settings = (
@@ -107,6 +129,8 @@ def retrain(
     decision = evaluate_and_promote(settings, gated, run)
     champion = registry_state(settings)["champion"]
     summary = RetrainSummary.from_parts(run, decision, gated.report, champion)
+    if decision.promoted:
+        summary.service = build_service(settings, decision.challenger_version)
     create_markdown_artifact(
         markdown=summary.to_markdown(),
         key="retrain-summary",

@@ -26,6 +26,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, digits):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLEARSIGHT_DATA_DIR", str(root / "data"))
         mp.setenv("CLEARSIGHT_MLFLOW_DIR", str(root / "mlflow"))
+        mp.setenv("BENTOML_HOME", str(root / "bentoml"))  # bentos built after promotions
         mp.setenv("CLEARSIGHT_PROMOTION__MIN_CLASS_RECALL", "0")
         mp.setenv("CLEARSIGHT_PROMOTION__MAX_COMPLETENESS_GAP", "1")
         mp.setenv("CLEARSIGHT_TRACKING__LOG_SYSTEM_METRICS", "false")

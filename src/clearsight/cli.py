@@ -321,6 +321,124 @@ def models() -> None:
             console.print(f"{key}: {value}")
 
 
+ModelRefOpt = Annotated[
+    str, typer.Option("--model", help="Registry alias (champion, challenger) or version number.")
+]
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port on the host interface.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
+        "127.0.0.1"
+    ),
+    model_ref: ModelRefOpt = "champion",
+    bento: Annotated[
+        str | None,
+        typer.Option(help="Serve a built bento (e.g. clearsight:latest) instead; no MLflow."),
+    ] = None,
+) -> None:
+    """Serve predictions and explanations over HTTP (BentoML); Ctrl-C stops it.
+
+    Without --bento, the registry's model (the champion by default) is imported into the
+    BentoML store first and the service runs from this checkout's serving/.
+    """
+    with user_errors():
+        from clearsight.bento import SERVICE_IMPORT, import_model, serve_command, source_root
+
+        if bento:
+            command = serve_command(bento, host=host, port=port)
+            what = f"bento {bento}"
+        else:
+            settings = load_settings()
+            root = source_root(settings)
+            imported = import_model(settings, model_ref)
+            command = serve_command(
+                SERVICE_IMPORT, host=host, port=port, model=imported.tag, working_dir=root
+            )
+            what = f"{imported.tag} ({model_ref})"
+        console.print(f"serving {what} on http://{host}:{port} (docs at /); Ctrl-C stops it")
+        os.execv(sys.executable, command)
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="PNG/JPEG digits (light on dark).")],
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Also explain (IG + Grad-CAM overlays).")
+    ] = False,
+    url: Annotated[str, typer.Option(help="The service.")] = "http://127.0.0.1:3000",
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for the overlay PNGs (with --explain).")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="CLEARSIGHT_API_KEY", help="Key, if the service has one.")
+    ] = None,
+) -> None:
+    """Ask a running service (clearsight serve) about image files; print what it says."""
+    with user_errors():
+        from clearsight.inference.client import predict_files, save_overlays
+        from clearsight.inference.errors import ServiceError
+
+        for image in images:
+            if not image.is_file():
+                raise CliError(f"{image}: no such file")
+        try:
+            answer = predict_files(url, images, explain=explain, api_key=api_key)
+        except ServiceError as err:
+            raise CliError(str(err)) from None
+        model = answer["model"]
+        console.print(f"{model['name']} v{model['version']} ({model['bento_model']})")
+        table = Table()
+        for column in ("image", "status", "label", "confidence", "explanations"):
+            table.add_column(column, overflow="fold")
+        for result in answer["results"]:
+            explained = ", ".join(
+                f"{e['method']}"
+                + (
+                    ""
+                    if e["quality"]["completeness_gap"] is None
+                    else f" (gap {e['quality']['completeness_gap']:.1%})"
+                )
+                for e in result["explanations"]
+            )
+            status = result["status"] + (f": {result['error']}" if result["error"] else "")
+            confidence = "" if result["confidence"] is None else f"{result['confidence']:.1%}"
+            label = "" if result["label"] is None else str(result["label"])
+            table.add_row(str(images[result["index"]]), status, label, confidence, explained)
+        console.print(table)
+        for result in answer["results"]:
+            for warning in result["warnings"]:
+                console.print(f"[yellow]warning:[/yellow] {images[result['index']]}: {warning}")
+        if explain and out is not None:
+            for path in save_overlays(answer, images, out):
+                console.print(f"overlay: {path}")
+
+
+@app.command("build-service")
+def build_service(
+    model_ref: ModelRefOpt = "champion",
+    export: Annotated[
+        Path | None,
+        typer.Option(help="Also write a self-contained archive (bento + model) to this file."),
+    ] = None,
+) -> None:
+    """Build the bento that serves the registry's champion (import it into BentoML first)."""
+    with user_errors():
+        from clearsight.bento import build_service as build
+        from clearsight.bento import export_service
+
+        built = build(load_settings(), model_ref)
+        console.print(
+            f"[green]bento {built.bento_tag}[/green] serves {built.model_tag} "
+            f"(run {built.provenance.run_id})"
+        )
+        console.print(f"bento folder: {built.path}")
+        if export is not None:
+            console.print(f"exported (bento + model): {export_service(built.bento_tag, export)}")
+        console.print(f"serve it: [bold]clearsight serve --bento {built.bento_tag}[/bold]")
+
+
 def main() -> None:
     """Entry point that keeps Ctrl-C quiet."""
     try:

@@ -128,7 +128,7 @@ def load_npz(path: Path) -> Dataset:
     return concat(parts, f"npz: {path}")
 
 
-def _fit_like_mnist(image: np.ndarray) -> np.ndarray:
+def fit_like_mnist(image: np.ndarray) -> np.ndarray:
     """Crop to the ink, scale the longer side to 20 px, centre on a 28x28 black canvas.
 
     This is how the MNIST digits themselves were normalised, so drawn or scanned digits land
@@ -166,7 +166,7 @@ def read_image(path: Path, resize: ResizePolicy = "fit") -> np.ndarray:
     if resize == "stretch":
         resized = Image.fromarray(gray).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
         return np.asarray(resized)
-    return _fit_like_mnist(gray)
+    return fit_like_mnist(gray)
 
 
 def load_folder(root: Path, resize: ResizePolicy = "fit") -> Dataset:

@@ -1,0 +1,1 @@
+"""The BentoML service of clearsight (a thin adapter over ``clearsight.inference``)."""

@@ -1,0 +1,224 @@
+"""From the MLflow registry to a self-contained bento: import the champion, build, export.
+
+``import_model`` copies a registry version (``@champion`` by default) into the BentoML model
+store as ``<registered name>:v<version>-<run id>``: the ``.keras`` file plus its provenance
+(registered name and version, run id, data digests, contract hash, package versions) as model
+metadata. The tag names the exact registry entry, so importing again is a no-op and two
+registries never collide. ``build_service`` then builds the ``serving/`` service into a bento
+pinned to that model through a bento argument; serving it needs the BentoML store only, never
+MLflow. ``bentoml export`` (``export_service``) writes one archive that also holds the model.
+
+BENTOML_HOME decides where the stores are (``~/bentoml`` by default, as BentoML's own CLI).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clearsight.errors import RegistryError
+from clearsight.inference.provenance import Provenance
+
+if TYPE_CHECKING:
+    import keras
+    from bentoml import Model as StoredModel
+
+    from clearsight.config import Settings
+
+MODEL_FILE = "model.keras"
+SERVICE_IMPORT = "serving.service:Clearsight"
+SERVICE_MODULE = "serving.service"
+BENTO_NAME = "clearsight"
+MODEL_ARGUMENT = "model"
+
+# What the service process imports (TensorFlow backend); pinned to this environment's versions.
+SERVING_PACKAGES = (
+    "bentoml",
+    "fastapi",
+    "keras",
+    "tensorflow",
+    "numpy",
+    "pandas",
+    "pillow",
+    "matplotlib",
+    "opencv-python-headless",
+    "shap",
+    "pydantic",
+    "pydantic-settings",
+)
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A registry version in the BentoML store; ``created`` is False when it already was."""
+
+    tag: str
+    provenance: Provenance
+    created: bool
+
+
+@dataclass(frozen=True)
+class BuiltService:
+    """A bento in the store, the model it serves, and where it lies."""
+
+    bento_tag: str
+    model_tag: str
+    path: Path
+    provenance: Provenance
+
+
+def model_tag(name: str, version: str, run_id: str | None) -> str:
+    """``name:v<version>-<run id>``: unique per registry entry, valid as a BentoML tag."""
+    suffix = f"-{run_id.lower()}" if run_id else ""
+    return f"{name.lower()}:v{version}{suffix}"
+
+
+def _metadata(provenance: Provenance) -> dict[str, Any]:
+    """Provenance as BentoML model metadata (which refuses None values)."""
+    return {k: v for k, v in provenance.to_dict().items() if v is not None}
+
+
+def import_model(settings: Settings, ref: str = "champion") -> ImportedModel:
+    """Copy a registry model (alias or version number) with its provenance into BentoML."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from clearsight import tracking
+    from clearsight.registry import alias_version, load_model_ref
+
+    tracking.configure(settings)
+    client = MlflowClient()
+    name = settings.tracking.registered_model
+    version = ref if ref.isdigit() else alias_version(client, name, ref)
+    if version is None:
+        raise RegistryError(f"'{name}' has no model with alias '{ref}'; train and promote first")
+    try:
+        model_version = client.get_model_version(name, version)
+        run_id = model_version.run_id
+        tags = client.get_run(run_id).data.tags if run_id else {}
+    except MlflowException as err:
+        raise RegistryError(f"cannot read {name} v{version}: {str(err).splitlines()[0]}") from None
+    tag = model_tag(name, version, run_id)
+    try:
+        stored = bentoml.models.get(tag)
+        return ImportedModel(str(stored.tag), stored_provenance(stored), created=False)
+    except NotFound:
+        pass
+    provenance = Provenance.from_run_tags(
+        name,
+        version,
+        run_id,
+        tags,
+        registry_alias=ref if not ref.isdigit() else preferred_alias(model_version.aliases),
+        imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        model, _ = load_model_ref(settings, version, Path(tmp))
+        labels = {"registered_model": name, "registry_version": version, "run_id": run_id or ""}
+        with bentoml.models.create(tag, labels=labels, metadata=_metadata(provenance)) as stored:
+            model.save(stored.path_of(MODEL_FILE))
+    return ImportedModel(tag, provenance, created=True)
+
+
+def preferred_alias(aliases: list[str]) -> str | None:
+    """The alias to report for a version imported by number: champion if it is one."""
+    if "champion" in aliases:
+        return "champion"
+    return min(aliases) if aliases else None
+
+
+def stored_provenance(stored: StoredModel) -> Provenance:
+    return Provenance.from_dict(dict(stored.info.metadata))
+
+
+def load_stored_model(stored: StoredModel) -> keras.Model:
+    """The Keras model of a BentoML store entry made by ``import_model`` (not compiled:
+    serving never trains)."""
+    import keras
+
+    return keras.saving.load_model(stored.path_of(MODEL_FILE), compile=False)
+
+
+def serving_requirements() -> list[str]:
+    """The serving packages pinned to the versions installed here."""
+    pinned = []
+    for name in SERVING_PACKAGES:
+        try:
+            pinned.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return pinned
+
+
+def source_root(settings: Settings) -> Path:
+    """The checkout holding ``serving/``: a bento is built from source, not from a wheel."""
+    root = settings.home
+    if not (root / "serving" / "service.py").is_file():
+        raise RegistryError(f"{root} holds no serving/service.py: build from a source checkout")
+    return root
+
+
+def build_service(settings: Settings, ref: str = "champion") -> BuiltService:
+    """Import the registry's model (``@champion`` by default) and build the bento serving it."""
+    import bentoml
+
+    imported = import_model(settings, ref)
+    root = source_root(settings)
+    # The service module reads the model tag at import: import it afresh for this build.
+    sys.modules.pop(SERVICE_MODULE, None)
+    provenance = imported.provenance
+    bento = bentoml.bentos.build(
+        SERVICE_IMPORT,
+        name=BENTO_NAME,
+        build_ctx=str(root),
+        args={MODEL_ARGUMENT: imported.tag},
+        include=["serving/*.py", "serving/ui/*", "src/clearsight/**/*.py"],
+        labels={
+            "registered_model": provenance.name,
+            "registry_version": provenance.version,
+            "run_id": provenance.run_id or "",
+        },
+        description=(
+            f"clearsight: {provenance.name} v{provenance.version} "
+            f"(run {provenance.run_id}) with explanations on request."
+        ),
+        python={"packages": serving_requirements(), "lock_packages": False},
+    )
+    return BuiltService(str(bento.tag), imported.tag, Path(bento.path), provenance)
+
+
+def export_service(bento_tag: str, destination: Path) -> Path:
+    """``bentoml export``: one archive with the bento *and* its model, for another host."""
+    import bentoml
+
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    return Path(bentoml.bentos.export_bento(bento_tag, str(destination)))
+
+
+def serve_command(
+    target: str, *, host: str, port: int, model: str | None = None, working_dir: Path | None = None
+) -> list[str]:
+    """The ``bentoml serve`` command line for a bento tag or the source service."""
+    command = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        target,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    if working_dir is not None:
+        command += ["--working-dir", str(working_dir)]
+    if model is not None:
+        command += ["--arg", f"{MODEL_ARGUMENT}={model}"]
+    return command

@@ -1,0 +1,88 @@
+"""Request images -> float32 (28, 28) in 0-1, the model's input; each problem one ``ImageError``.
+
+Arrays must already be 28x28 and say their scale. Encoded PNG/JPEG images of any size are
+normalised exactly as the ``folder`` data source does (``clearsight.data.sources``): grayscale,
+then cropped to the ink and centred like MNIST, so served images meet the training
+distribution. Nothing here repairs content: NaN, out-of-range values and odd shapes are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+import numpy as np
+
+from clearsight.data.sources import fit_like_mnist
+
+IMAGE_SIZE = 28
+ACCEPTED_FORMATS = ("PNG", "JPEG")
+MAX_DECODED_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
+_DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
+
+
+class ImageError(ValueError):
+    """One image cannot be used; the message says why in a line."""
+
+
+def from_array(data: object, scale: str) -> np.ndarray:
+    """Nested lists (or an array) of 28x28 numbers in ``scale`` ('0-1' or '0-255') -> 0-1."""
+    try:
+        array = np.asarray(data, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ImageError("rows have different lengths or non-numeric values") from None
+    if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        raise ImageError(f"expected shape ({IMAGE_SIZE}, {IMAGE_SIZE}), got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ImageError(f"{bad} values are NaN or infinite")
+    top = {"0-1": 1.0, "0-255": 255.0}.get(scale)
+    if top is None:
+        raise ImageError(f"scale must be '0-1' or '0-255', got {scale!r}")
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > top:
+        raise ImageError(
+            f"values must lie in [0, {top:g}] for scale '{scale}', got [{low}, {high}]"
+        )
+    return (array / top).astype(np.float32)
+
+
+def decode_bytes(data: bytes) -> np.ndarray:
+    """A PNG or JPEG file's bytes -> float32 (28, 28) in 0-1, normalised like MNIST."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+            width, height = image.size
+            if width * height > MAX_DECODED_PIXELS:
+                raise ImageError(f"image of {width}x{height} pixels is too large to decode")
+            gray = np.asarray(image.convert("L"))
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not a readable PNG or JPEG image") from None
+    except Exception as err:  # truncated or corrupt files raise all sorts of decoder errors
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ImageError(f"broken image data ({reason})") from None
+    if gray.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        gray = fit_like_mnist(gray)
+    return gray.astype(np.float32) / 255.0
+
+
+def decode_base64(text: str) -> np.ndarray:
+    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> float32 (28, 28) in 0-1."""
+    payload = _DATA_URL.sub("", text.strip(), count=1)
+    try:
+        raw = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("not valid base64") from None
+    if not raw:
+        raise ImageError("empty image data")
+    return decode_bytes(raw)
+
+
+def to_batch(images: list[np.ndarray]) -> np.ndarray:
+    """(28, 28) images -> the model's float32 (N, 28, 28, 1) batch."""
+    return np.stack(images).astype(np.float32)[..., None]

@@ -1,0 +1,296 @@
+"""The Open Inference Protocol (KServe v2 / Triton HTTP) for the served model.
+
+Schemas follow https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/,
+including Triton's binary tensor extension (``Inference-Header-Content-Length``), which
+tritonclient's HTTP client uses by default. One input, ``image``: (N, 28, 28[, 1]) or
+(N, 784); integer datatypes are read as 0-255 and floats as 0-1 unless the input's
+``parameters.scale`` says otherwise. Outputs: ``probabilities`` FP32 (N, 10), ``label`` INT64
+(N,) and, when asked for, ``attribution`` FP32 (N, 28, 28) for the predicted class
+(the output's ``parameters.method`` or the request's ``parameters.attribution_method``: any
+explanation method, integrated_gradients by default; tritonclient sets the latter with
+``infer(..., parameters={"attribution_method": "grad_cam"})``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from clearsight.inference.errors import RequestError
+from clearsight.inference.images import IMAGE_SIZE
+from clearsight.inference.schemas import MethodName
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+INPUT_NAME = "image"
+OUTPUTS = ("probabilities", "label", "attribution")
+DEFAULT_OUTPUTS = ("probabilities", "label")
+DEFAULT_METHOD = "integrated_gradients"
+MAX_TENSOR_ELEMENTS = 64 * IMAGE_SIZE * IMAGE_SIZE
+
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+NUMPY_TYPES: dict[str, str] = {
+    "UINT8": "<u1",
+    "UINT16": "<u2",
+    "UINT32": "<u4",
+    "UINT64": "<u8",
+    "INT8": "<i1",
+    "INT16": "<i2",
+    "INT32": "<i4",
+    "INT64": "<i8",
+    "FP16": "<f2",
+    "FP32": "<f4",
+    "FP64": "<f8",
+}
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class InferInput(BaseModel):
+    name: str = Field(examples=[INPUT_NAME])
+    shape: list[int] = Field(min_length=1, max_length=4)
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = Field(
+        default=None, description="Row-major values, flat or nested; absent for binary data."
+    )
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    """An inference request; see the module doc for the input and outputs."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferInput] = Field(min_length=1, max_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+class InferOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
+
+
+class InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[InferOutput]
+
+
+def example_request() -> dict[str, Any]:
+    """A JSON infer request (one blank image) for the Swagger UI."""
+    zeros = [0.0] * (IMAGE_SIZE * IMAGE_SIZE)
+    return {
+        "inputs": [
+            {
+                "name": INPUT_NAME,
+                "shape": [1, IMAGE_SIZE, IMAGE_SIZE, 1],
+                "datatype": "FP32",
+                "data": zeros,
+            }
+        ],
+        "outputs": [{"name": "probabilities"}, {"name": "label"}],
+    }
+
+
+def model_metadata(name: str, version: str) -> ModelMetadata:
+    side = IMAGE_SIZE
+    return ModelMetadata(
+        name=name,
+        versions=[version],
+        platform="keras_tensorflow",
+        inputs=[TensorMetadata(name=INPUT_NAME, datatype="FP32", shape=[-1, side, side, 1])],
+        outputs=[
+            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, 10]),
+            TensorMetadata(name="label", datatype="INT64", shape=[-1]),
+            TensorMetadata(name="attribution", datatype="FP32", shape=[-1, side, side]),
+        ],
+    )
+
+
+def split_binary_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """(JSON part, binary part) of a request body under the binary tensor extension."""
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= len(body):
+        raise RequestError(
+            400, "invalid_request", f"{HEADER_LENGTH} must be an integer in 0..{len(body)}"
+        )
+    return body[:length], body[length:]
+
+
+def _bad(message: str) -> RequestError:
+    return RequestError(400, "invalid_tensor", message)
+
+
+def input_array(tensor: InferInput, binary: bytes) -> np.ndarray:
+    """The input tensor's values as an array of its shape (from JSON data or binary bytes)."""
+    if tensor.name != INPUT_NAME:
+        raise _bad(f"unknown input {tensor.name!r}; this model takes one input, {INPUT_NAME!r}")
+    if tensor.datatype not in NUMPY_TYPES:
+        raise _bad(f"datatype {tensor.datatype} is not numeric; use FP32 or UINT8")
+    if any(d < 0 for d in tensor.shape):
+        raise _bad(f"shape {tensor.shape} has negative dimensions")
+    count = math.prod(tensor.shape)
+    if count > MAX_TENSOR_ELEMENTS:
+        raise _bad(f"at most {MAX_TENSOR_ELEMENTS} values per request, got {count}")
+    dtype = np.dtype(NUMPY_TYPES[tensor.datatype])
+    binary_size = (tensor.parameters or {}).get("binary_data_size")
+    if binary_size is not None:
+        if not isinstance(binary_size, int) or binary_size != len(binary):
+            raise _bad(
+                f"binary_data_size {binary_size!r} does not match the {len(binary)} bytes sent"
+            )
+        if len(binary) != count * dtype.itemsize:
+            raise _bad(f"{len(binary)} bytes of {tensor.datatype} do not fill shape {tensor.shape}")
+        return np.frombuffer(binary, dtype=dtype).reshape(tensor.shape)
+    if tensor.data is None:
+        raise _bad("input has neither 'data' nor binary_data_size")
+    try:
+        values = np.asarray(tensor.data, dtype=np.float64).ravel()
+    except (ValueError, TypeError):
+        raise _bad("'data' must hold numbers only (flat or evenly nested)") from None
+    if values.size != count:
+        raise _bad(f"{values.size} values do not fill shape {tensor.shape} ({count} needed)")
+    return values.reshape(tensor.shape)
+
+
+def to_model_images(array: np.ndarray, datatype: str, scale: Any = None) -> np.ndarray:
+    """An input tensor -> the model's float32 (N, 28, 28, 1) in 0-1, or a 400 naming why."""
+    side = IMAGE_SIZE
+    if array.ndim == 2 and array.shape[1] == side * side:
+        array = array.reshape(-1, side, side)
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3 or array.shape[1:] != (side, side) or len(array) == 0:
+        raise _bad(f"shape {list(array.shape)}: expected [N, 28, 28], [N, 28, 28, 1] or [N, 784]")
+    values = array.astype(np.float64)
+    if not np.all(np.isfinite(values)):
+        raise _bad("input holds NaN or infinite values")
+    if scale is None:
+        scale = "0-1" if datatype.startswith("FP") else "0-255"
+    top = {"0-1": 1.0, "0-255": 255.0}.get(scale)
+    if top is None:
+        raise _bad(f"parameters.scale must be '0-1' or '0-255', got {scale!r}")
+    if values.min() < 0 or values.max() > top:
+        raise _bad(
+            f"values must lie in [0, {top:g}] (scale '{scale}'), "
+            f"got [{values.min():g}, {values.max():g}]"
+        )
+    return (values / top).astype(np.float32)[..., None]
+
+
+def _output(
+    name: str, array: np.ndarray, datatype: Datatype, binary: bool, blobs: list[bytes]
+) -> InferOutput:
+    if binary:
+        raw = np.ascontiguousarray(array, dtype=np.dtype(NUMPY_TYPES[datatype])).tobytes()
+        blobs.append(raw)
+        return InferOutput(
+            name=name,
+            shape=list(array.shape),
+            datatype=datatype,
+            parameters={"binary_data_size": len(raw)},
+        )
+    return InferOutput(
+        name=name, shape=list(array.shape), datatype=datatype, data=array.ravel().tolist()
+    )
+
+
+async def infer(
+    request: InferRequest,
+    binary: bytes,
+    *,
+    model_name: str,
+    model_version: str,
+    forward: Callable[[np.ndarray], Awaitable[np.ndarray]],
+    attribute: Callable[[np.ndarray, MethodName], Awaitable[np.ndarray]],
+) -> tuple[bytes, int | None]:
+    """Run one request; returns the response body and, for binary outputs, the JSON length."""
+    tensor = request.inputs[0]
+    x = to_model_images(
+        input_array(tensor, binary), tensor.datatype, (tensor.parameters or {}).get("scale")
+    )
+    wanted = request.outputs or [RequestedOutput(name=n) for n in DEFAULT_OUTPUTS]
+    unknown = [o.name for o in wanted if o.name not in OUTPUTS]
+    if unknown:
+        raise RequestError(
+            400, "invalid_request", f"unknown outputs {unknown}; this model has {list(OUTPUTS)}"
+        )
+    all_binary = bool((request.parameters or {}).get("binary_data_output", False))
+    probabilities = np.asarray(await forward(x), dtype=np.float32)
+    outputs, blobs = [], []
+    for requested in wanted:
+        params = requested.parameters or {}
+        binary_out = bool(params.get("binary_data", all_binary))
+        if requested.name == "probabilities":
+            outputs.append(_output("probabilities", probabilities, "FP32", binary_out, blobs))
+        elif requested.name == "label":
+            labels = probabilities.argmax(axis=1).astype(np.int64)
+            outputs.append(_output("label", labels, "INT64", binary_out, blobs))
+        else:
+            method = params.get(
+                "method", (request.parameters or {}).get("attribution_method", DEFAULT_METHOD)
+            )
+            if method not in MethodName.__args__:
+                raise RequestError(
+                    400,
+                    "invalid_request",
+                    f"unknown method {method!r}; choose from {list(MethodName.__args__)}",
+                )
+            maps = np.asarray(await attribute(x, method), dtype=np.float32)
+            outputs.append(_output("attribution", maps, "FP32", binary_out, blobs))
+    response = InferResponse(
+        model_name=model_name, model_version=model_version, id=request.id, outputs=outputs
+    )
+    header = response.model_dump_json(exclude_none=True).encode()
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)

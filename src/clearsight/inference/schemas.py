@@ -1,0 +1,329 @@
+"""The HTTP API's typed request and response bodies (pydantic), shared by server and client.
+
+The JSON Schema of these models is what the OpenAPI spec shows, so constraints live here:
+batch size, method and class names, parameter ranges. A request that breaks them is refused
+as a whole with 400 and the offending field named. Per-image content (shape, range, NaN,
+undecodable bytes) is checked when decoding instead, so one bad image does not fail a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+from clearsight.model import N_CLASSES
+
+MAX_IMAGES_PER_REQUEST = 64
+MAX_ENCODED_IMAGE_CHARS = 4 * 1024 * 1024  # base64 characters of one PNG/JPEG
+
+MethodName = Literal[
+    "integrated_gradients", "grad_cam", "saliency", "smoothgrad", "occlusion", "shap"
+]
+Encoding = Literal["float16", "png_heatmap", "png_overlay"]
+Scale = Literal["0-1", "0-255"]
+TargetMode = Literal["predicted", "top-k", "explicit"]
+ImageStatus = Literal["ok", "degraded", "error"]
+ClassIndex = Annotated[int, Field(ge=0, le=N_CLASSES - 1)]
+Pixel = Annotated[float, Strict()]  # numbers only: true/false are not pixels
+
+CLASS_NAMES = [str(digit) for digit in range(N_CLASSES)]
+DEFAULT_METHODS: list[MethodName] = ["integrated_gradients", "grad_cam"]
+
+# A real MNIST 7 (the embedded subset), PNG: the example the Swagger UI sends.
+EXAMPLE_PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAABwAAAAcCAAAAABXZoBIAAAA50lEQVR42t3SMUuCURTG8ScHhyBRcrCp8U2cnRoil"
+    "LZoaMvdQcXFqS8QOLg65ChCNLaIQRGNQUOLJJSVnyCFUOx/sSWK9+U9g6tnupfffbj3XI60MrUW2Nei6YKeMyEn98qX"
+    "3wDzfgC27kajMe4BgA+/5d8A8Da9/Xfo+vEa+KpkJTXhJemzgwkMdyVJV9DwB3twn5OkxMnn7+q/jh9vU5KkU3hKGW0"
+    "fTpmVrD9xULTsbOGcZ1i06yhHwm29iGvHw23jAqpGTmkYWI/ZadHftrADwQ7/7sjEdH5jBeu8eua85DhabsB+AEy2X3"
+    "AOEwgXAAAAAElFTkSuQmCC"
+)
+
+
+class _Strict(BaseModel):
+    """Unknown fields are errors: a typo in an option must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArrayImage(_Strict):
+    """A 28x28 grayscale digit as nested lists, light on dark like MNIST."""
+
+    kind: Literal["array"]
+    scale: Scale = Field(
+        description="The range the values are in: '0-1' (floats) or '0-255' (pixel values). "
+        "Required: the same numbers mean different images under each."
+    )
+    data: list[list[Pixel]] = Field(description="28 rows of 28 finite numbers within the scale.")
+
+
+class EncodedImage(_Strict):
+    """A PNG or JPEG file, base64-encoded (a ``data:image/...;base64,`` prefix is accepted).
+
+    Images that are not 28x28 are normalised like MNIST: cropped to the ink, the longer side
+    scaled to 20 px and centred on a 28x28 canvas. Digits must be light on a dark background.
+    """
+
+    kind: Literal["base64"]
+    data: str = Field(min_length=1, max_length=MAX_ENCODED_IMAGE_CHARS)
+
+
+ImageInput = Annotated[ArrayImage | EncodedImage, Field(discriminator="kind")]
+
+
+class IntegratedGradientsParameters(_Strict):
+    steps: int = Field(default=32, ge=1, le=256, description="Riemann steps (trapezoid rule).")
+
+
+class SmoothGradParameters(_Strict):
+    samples: int = Field(default=32, ge=1, le=128)
+    sigma: float = Field(default=0.15, gt=0.0, le=1.0, description="Noise, fraction of range.")
+
+
+class OcclusionParameters(_Strict):
+    window: int = Field(default=4, ge=1, le=28)
+    stride: int = Field(default=2, ge=1, le=28)
+
+
+class ShapParameters(_Strict):
+    nsamples: int = Field(default=50, ge=1, le=500, description="Expected-gradients samples.")
+
+
+class MethodParameters(_Strict):
+    """Per-method settings; methods not listed here take none."""
+
+    integrated_gradients: IntegratedGradientsParameters = Field(
+        default_factory=IntegratedGradientsParameters
+    )
+    smoothgrad: SmoothGradParameters = Field(default_factory=SmoothGradParameters)
+    occlusion: OcclusionParameters = Field(default_factory=OcclusionParameters)
+    shap: ShapParameters = Field(default_factory=ShapParameters)
+
+
+class ExplainOptions(_Strict):
+    """Which explanations to compute, for which classes, encoded how, within what time."""
+
+    methods: list[MethodName] = Field(
+        default_factory=lambda: list(DEFAULT_METHODS), min_length=1, max_length=6
+    )
+    targets: TargetMode = Field(
+        default="predicted",
+        description="'predicted': the arg-max class; 'top-k': the k most probable classes; "
+        "'explicit': the classes listed in 'classes'.",
+    )
+    k: int = Field(default=2, ge=1, le=N_CLASSES, description="For targets='top-k'.")
+    classes: list[ClassIndex] | None = Field(
+        default=None, min_length=1, max_length=N_CLASSES, description="For targets='explicit'."
+    )
+    encodings: list[Encoding] = Field(
+        default_factory=lambda: ["float16"],
+        min_length=1,
+        max_length=3,
+        description="'float16': the map as base64 little-endian float16 of values/scale; "
+        "'png_heatmap' / 'png_overlay': base64 PNG images (8x enlarged).",
+    )
+    budget_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=600_000,
+        description="Time for all explanations of the request. A method whose measured cost "
+        "does not fit in what is left is replaced by saliency, and the image is 'degraded'.",
+    )
+    parameters: MethodParameters = Field(default_factory=MethodParameters)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExplainOptions:
+        if self.targets == "explicit" and not self.classes:
+            raise ValueError("targets='explicit' needs 'classes' (a list of class indices)")
+        if self.targets != "explicit" and self.classes is not None:
+            raise ValueError("'classes' is only used with targets='explicit'")
+        self.methods = list(dict.fromkeys(self.methods))
+        self.encodings = list(dict.fromkeys(self.encodings))
+        return self
+
+
+class PredictRequest(_Strict):
+    """A batch of digits, and whether/how to explain the predictions."""
+
+    images: list[ImageInput] = Field(min_length=1, max_length=MAX_IMAGES_PER_REQUEST)
+    explain: ExplainOptions | bool = Field(
+        default=True,
+        description="true: integrated gradients and Grad-CAM for the predicted class (float16 "
+        "maps); false: predictions only; an object: choose methods, targets, encodings, budget.",
+    )
+
+    def explain_options(self, default_budget_ms: float | None = None) -> ExplainOptions | None:
+        """The options to apply (None: no explanations), the server's budget as fallback."""
+        if self.explain is False:
+            return None
+        options = ExplainOptions() if self.explain is True else self.explain
+        if options.budget_ms is None and default_budget_ms is not None:
+            options = options.model_copy(update={"budget_ms": default_budget_ms})
+        return options
+
+
+class ExplanationQuality(BaseModel):
+    """Completeness of integrated gradients (null for other methods): the attributions should
+    add up to f(x) - f(baseline) of the explained logit."""
+
+    baseline_output: float | None = None
+    instance_output: float | None = None
+    attribution_sum: float | None = None
+    completeness_gap: float | None = Field(default=None, description="Relative gap.")
+
+
+class ExplanationTiming(BaseModel):
+    compute_ms: float = Field(description="The method's call for the whole request (all images).")
+    encode_ms: float = Field(description="Encoding this map (float16 and/or PNGs).")
+
+
+class Explanation(BaseModel):
+    """One attribution map: ``values = float16(data) * scale`` in logit units."""
+
+    method: MethodName = Field(description="The method that produced the map.")
+    requested_method: MethodName = Field(description="Differs from 'method' when substituted.")
+    target: ClassIndex
+    polarity: Literal["positive", "absolute", "signed", "negative"] = Field(
+        description="Which values mark important pixels (used for the PNGs)."
+    )
+    shape: list[int]
+    dtype: Literal["float16"] = "float16"
+    scale: float = Field(description="Largest magnitude of the map; data holds values/scale.")
+    data: str | None = Field(default=None, description="base64 float16, with 'float16'.")
+    png_heatmap: str | None = Field(default=None, description="base64 PNG, with 'png_heatmap'.")
+    png_overlay: str | None = Field(default=None, description="base64 PNG, with 'png_overlay'.")
+    quality: ExplanationQuality
+    params: dict[str, Any]
+    timing: ExplanationTiming
+
+
+class ImageResult(BaseModel):
+    """The answer for one image: ok, degraded (an explanation was substituted or failed), or
+    error (this image could not be read; the others are unaffected)."""
+
+    index: int
+    status: ImageStatus
+    label: ClassIndex | None = None
+    confidence: float | None = None
+    probabilities: list[float] | None = None
+    explanations: list[Explanation] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class ModelIdentity(BaseModel):
+    name: str
+    version: str
+    run_id: str | None
+    bento_model: str
+
+
+class PredictTiming(BaseModel):
+    decode_ms: float
+    forward_ms: float
+    explain_ms: float
+    total_ms: float
+    methods_ms: dict[str, float] = Field(
+        default_factory=dict, description="Compute time per method actually run."
+    )
+
+
+class PredictResponse(BaseModel):
+    model: ModelIdentity
+    results: list[ImageResult]
+    timing: PredictTiming
+
+
+class ExplainerDefaults(BaseModel):
+    methods: list[MethodName]
+    targets: TargetMode
+    encodings: list[Encoding]
+    budget_ms: float | None
+    parameters: MethodParameters
+    fallback_method: MethodName
+    available_methods: list[MethodName]
+    measured_ms_per_image: dict[str, float] = Field(
+        description="Warm cost of each method for one image and one target, on this host."
+    )
+
+
+class Metadata(BaseModel):
+    """Where the served model comes from: registry entry, training run, data it saw."""
+
+    name: str
+    version: str
+    run_id: str | None
+    bento_model: str
+    registry_alias: str | None
+    data_digests: dict[str, str]
+    data_contract_hash: str | None
+    keras_backend: str | None
+    trained_with: dict[str, str] = Field(default_factory=dict)
+    imported_at: str | None
+    class_names: list[str]
+    input: dict[str, Any]
+    explainer: ExplainerDefaults
+    mlflow_run_url: str | None = Field(
+        default=None, description="The training run in the MLflow UI, when one is configured."
+    )
+
+
+class ActivationsRequest(_Strict):
+    """One digit whose layer activations to draw (what the web page shows under 'inside')."""
+
+    image: ImageInput
+
+
+class LayerActivations(BaseModel):
+    name: str = Field(description="Layer name, e.g. conv1, pool1, conv2, pool2.")
+    shape: list[int] = Field(description="The layer's output shape for this image (H, W, C).")
+    png: str = Field(description="base64 PNG: the channels side by side, each to its own range.")
+
+
+class ActivationsResponse(BaseModel):
+    model: ModelIdentity
+    layers: list[LayerActivations]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx: a one-line message, a machine-readable code, and what exactly was wrong."""
+
+    error: str
+    code: str
+    detail: list[dict[str, Any]] = Field(default_factory=list)
+
+
+def example_requests() -> dict[str, dict[str, Any]]:
+    """Request bodies the Swagger UI offers ("Try it out" runs them as they are)."""
+    from clearsight.inference.images import decode_base64
+
+    digit = decode_base64(EXAMPLE_PNG_BASE64)
+    rows = [[round(float(v), 3) for v in row] for row in digit]
+    png = {"kind": "base64", "data": EXAMPLE_PNG_BASE64}
+    return {
+        "default": {
+            "summary": "PNG digit, default explanations (IG + Grad-CAM)",
+            "value": {"images": [png]},
+        },
+        "array": {
+            "summary": "28x28 array in 0-1, predictions only",
+            "value": {
+                "images": [{"kind": "array", "scale": "0-1", "data": rows}],
+                "explain": False,
+            },
+        },
+        "custom": {
+            "summary": "Top-2 classes, saliency + SmoothGrad, PNG overlays, 50 ms budget",
+            "value": {
+                "images": [png],
+                "explain": {
+                    "methods": ["saliency", "smoothgrad"],
+                    "targets": "top-k",
+                    "k": 2,
+                    "encodings": ["float16", "png_overlay"],
+                    "budget_ms": 50,
+                    "parameters": {"smoothgrad": {"samples": 16}},
+                },
+            },
+        },
+    }

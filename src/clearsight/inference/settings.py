@@ -1,0 +1,43 @@
+"""What an operator tunes on a running service, from ``CLEARSIGHT_SERVING__*`` variables.
+
+Kept apart from ``clearsight.config.Settings`` because a served bento needs none of the
+training configuration (data, MLflow, promotion), and a container sets only these.
+``CLEARSIGHT_API_KEY`` is accepted as a short name for the key.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServingSettings(BaseSettings):
+    """Limits and access of the HTTP service; defaults suit one small CPU host."""
+
+    model_config = SettingsConfigDict(env_prefix="CLEARSIGHT_SERVING__", extra="ignore")
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CLEARSIGHT_API_KEY", "CLEARSIGHT_SERVING__API_KEY"),
+        description="When set, every route except health and docs needs it "
+        "(header 'Authorization: Bearer KEY' or 'X-API-Key: KEY').",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="Larger request bodies get 413."
+    )
+    max_batch_size: int = Field(
+        default=64, ge=1, description="Images per adaptive-batching forward pass."
+    )
+    max_batch_latency_ms: int = Field(
+        default=20_000,
+        ge=100,
+        description="A queued forward pass older than this is refused (503) rather than run.",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="Base URL of an MLflow UI (e.g. http://127.0.0.1:5000): /metadata then "
+        "links the served model's training run.",
+    )
+    default_budget_ms: float | None = Field(
+        default=None, gt=0, description="Explanation budget when a request gives none."
+    )

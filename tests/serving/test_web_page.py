@@ -1,0 +1,76 @@
+"""The web page in a real headless Chromium: draw a digit, ask, see prediction and overlays."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO, Server
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = REPO / "test-artifacts"
+# Loopback only: every other host name resolves nowhere, background services are off.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+]
+
+
+def test_draw_a_digit_and_see_why(server: Server) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{server.url}/ui/")
+            expect(page.locator("#model")).to_contain_text("clearsight-cnn v")
+
+            # A "1": one vertical stroke down the middle of the pad.
+            box = page.locator("#pad").bounding_box()
+            assert box is not None
+            x = box["x"] + box["width"] / 2
+            page.mouse.move(x, box["y"] + 40)
+            page.mouse.down()
+            for step in range(1, 21):
+                page.mouse.move(x + step * 0.5, box["y"] + 40 + step * 10)
+            page.mouse.up()
+
+            page.locator("#predict").click()
+            expect(page.locator("#status")).to_contain_text("done in", timeout=60_000)
+            expect(page.locator("#verdict")).to_have_text(re.compile(r"^\d \d+\.\d% confident"))
+            expect(page.locator("#bars .bar")).to_have_count(10)
+            overlays = page.locator("#overlays img")
+            expect(overlays).to_have_count(2)
+            expect(page.locator("#overlays figcaption").first).to_contain_text(
+                "integrated_gradients"
+            )
+            expect(page.locator("#activations img")).to_have_count(4, timeout=30_000)
+            for image in overlays.all() + page.locator("#activations img").all():
+                assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+            page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+
+            # A refusal is shown as a message, not swallowed.
+            page.evaluate(
+                "call('/predict', {images: []}).catch("
+                "e => setStatus('The service refused this input: ' + e.message, true))"
+            )
+            expect(page.locator("#status")).to_have_class("error")
+            expect(page.locator("#status")).to_contain_text("refused")
+        finally:
+            browser.close()
