@@ -1,9 +1,12 @@
 #!/bin/sh
 # One-shot first retrain, so the registry has a champion before the service starts.
-# Exits 0 when a champion exists (trained now or earlier); the service waits for it.
+# Exits 0 when a champion exists (trained now or earlier), 1 otherwise (the service then
+# never starts, and `docker compose logs bootstrap` says which promotion check failed).
 set -eu
-if clearsight models | grep -q "^champion: [0-9]"; then
+has_champion() { clearsight models | grep -q "^champion: [0-9]"; }
+if has_champion; then
     echo "registry already has a champion: nothing to bootstrap"
     exit 0
 fi
-exec python flows/retrain.py --epochs "${BOOTSTRAP_EPOCHS:-3}"
+python flows/retrain.py --epochs "${BOOTSTRAP_EPOCHS:-12}"
+has_champion || { echo "bootstrap: the first model was not promoted (see above)" >&2; exit 1; }

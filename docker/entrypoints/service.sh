@@ -1,6 +1,7 @@
 #!/bin/sh
-# Import the registry's champion (with its provenance) into the BentoML store, then serve it.
-# Restart the container after a promotion to serve the new champion.
+# Build a self-contained bento from the registry's champion (model, provenance, code), then
+# serve that bento. Runs at container start, not image build, so the container always serves
+# the current champion: restart it after a promotion.
 set -eu
 clearsight build-service
-exec clearsight serve --host 0.0.0.0 --port 3000
+exec clearsight serve --bento clearsight:latest --host 0.0.0.0 --port 3000
