@@ -33,10 +33,13 @@ COPY prefect.yaml ./
 COPY data/contract ./data/contract
 COPY docker/entrypoints ./docker/entrypoints
 
-RUN mkdir -p /app/data /app/mlflow /home/clearsight/bentoml \
-    && chown -R clearsight:clearsight /app/data /app/mlflow /home/clearsight
+# Runtime state (holdout, reports, incoming data) lives on a volume at /var/lib/clearsight, not
+# over /app/data: that keeps the committed data contract out of the volume's copy-up.
+RUN mkdir -p /var/lib/clearsight /app/mlflow /home/clearsight/bentoml \
+    && chown -R clearsight:clearsight /var/lib/clearsight /app/mlflow /home/clearsight
 USER 10001
-ENV BENTOML_HOME=/home/clearsight/bentoml
+ENV BENTOML_HOME=/home/clearsight/bentoml \
+    CLEARSIGHT_DATA_DIR=/var/lib/clearsight
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
     CMD ["python", "-c", "import clearsight"]
