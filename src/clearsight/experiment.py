@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
 
 from clearsight import figures, tracking
@@ -168,8 +167,3 @@ def run_training(settings: Settings, gated: GatedData, verbose: int | str = "aut
         version=str(version) if version is not None else None,
         metrics=metrics,
     )
-
-
-def clear_session() -> None:
-    """Free graph state between runs in one process (tests, benchmarks)."""
-    keras.backend.clear_session()
