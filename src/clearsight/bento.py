@@ -88,17 +88,10 @@ def import_model(settings: Settings, ref: str = "champion") -> ImportedModel:
     import bentoml
     from bentoml.exceptions import NotFound
     from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
 
-    from clearsight import tracking
-    from clearsight.registry import alias_version, load_model_ref
+    from clearsight.registry import load_model_ref, resolve_version
 
-    tracking.configure(settings)
-    client = MlflowClient()
-    name = settings.tracking.registered_model
-    version = ref if ref.isdigit() else alias_version(client, name, ref)
-    if version is None:
-        raise RegistryError(f"'{name}' has no model with alias '{ref}'; train and promote first")
+    client, name, version = resolve_version(settings, ref)
     try:
         model_version = client.get_model_version(name, version)
         run_id = model_version.run_id

@@ -249,14 +249,20 @@ def load_version(model: str, version: str, folder: Path) -> keras.Model:
     return mlflow.keras.load_model(f"models:/{model}/{version}", dst_path=str(folder))
 
 
-def load_model_ref(settings: Settings, ref: str, folder: Path) -> tuple[keras.Model, str]:
-    """A model by alias (``champion``, ``challenger``...) or version number; returns its version."""
+def resolve_version(settings: Settings, ref: str) -> tuple[MlflowClient, str, str]:
+    """(client, registered name, version) for an alias (``champion``...) or a version number."""
     tracking.configure(settings)
     client = MlflowClient()
     name = settings.tracking.registered_model
     version = ref if ref.isdigit() else alias_version(client, name, ref)
     if version is None:
         raise RegistryError(f"'{name}' has no model with alias '{ref}'; train and promote first")
+    return client, name, version
+
+
+def load_model_ref(settings: Settings, ref: str, folder: Path) -> tuple[keras.Model, str]:
+    """A model by alias (``champion``, ``challenger``...) or version number; returns its version."""
+    _, name, version = resolve_version(settings, ref)
     try:
         return load_version(name, version, folder), version
     except MlflowException as err:
