@@ -89,19 +89,9 @@ def store_model(home: Path) -> tuple[str, object]:
 
 
 def start(target: str, model: str, port: int, log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        target,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--arg",
-        f"model={model}",
-    ]
+    from clearsight.bento import serve_command
+
+    command = serve_command(target, host="127.0.0.1", port=port, model=model)
     return subprocess.Popen(
         command, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
     )
