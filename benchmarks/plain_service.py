@@ -13,8 +13,8 @@ import numpy as np
 from pydantic import BaseModel
 
 import clearsight  # noqa: F401  (telemetry off; the benchmark passes the same env)
-from clearsight.bento import load_stored_model
 from clearsight.offline import QUIET_ENVIRONMENT
+from serving.bento_store import load_stored_model
 
 
 class Arguments(BaseModel):

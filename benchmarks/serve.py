@@ -63,10 +63,11 @@ def store_model(home: Path) -> tuple[str, object]:
     import bentoml
     import keras
 
-    from clearsight.bento import MODEL_FILE
     from clearsight.data.sources import load_embedded
+    from clearsight.digits import to_model_input
     from clearsight.inference.provenance import Provenance
-    from clearsight.model import build_cnn, to_model_input
+    from clearsight.model.cnn import build_cnn
+    from serving.bento_store import MODEL_FILE
 
     data = load_embedded()
     keras.utils.set_random_seed(0)
@@ -89,7 +90,7 @@ def store_model(home: Path) -> tuple[str, object]:
 
 
 def start(target: str, model: str, port: int, log: Path) -> subprocess.Popen:
-    from clearsight.bento import serve_command
+    from serving.bento_store import serve_command
 
     command = serve_command(target, host="127.0.0.1", port=port, model=model)
     return subprocess.Popen(

@@ -24,9 +24,9 @@ import numpy as np
 
 from clearsight.config import DataSettings, TrainSettings
 from clearsight.data import load, make_splits
-from clearsight.devices import detect_device
-from clearsight.model import to_model_input
-from clearsight.training import EpochTimer, train
+from clearsight.digits import to_model_input
+from clearsight.model.devices import detect_device
+from clearsight.model.fitting import EpochTimer, train
 
 
 def seed_code(x_train, y_train, epochs: int) -> tuple[keras.Model, list[float]]:

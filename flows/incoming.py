@@ -8,15 +8,18 @@ subflow; a batch that fails the data contract is recorded as such and not retrie
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script or a deployment entrypoint
+    sys.path.insert(0, str(ROOT))
+
 from prefect import flow, get_run_logger
 
 from clearsight.config import Settings
-from clearsight.incoming import mark_seen, new_batches
-
-try:  # run as a script / deployment entrypoint, or imported as flows.incoming
-    from retrain import retrain
-except ImportError:  # pragma: no cover - depends on how the module was loaded
-    from flows.retrain import retrain
+from clearsight.data.incoming import mark_seen, new_batches
+from flows.retrain import retrain
 
 
 @flow(name="watch-incoming", log_prints=True)

@@ -14,6 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
+
+# The checkout's root: ``serving/`` (the bento builder) is a sibling adapter, imported from it.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -21,10 +28,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from clearsight.config import Settings
-from clearsight.data_gate import GatedData
-from clearsight.experiment import TrainingRun
-from clearsight.pipeline import RetrainSummary
-from clearsight.registry import Decision
+from clearsight.data.gate import GatedData
+from clearsight.promotion import Decision
+from clearsight.reporting.retrain_summary import RetrainSummary
+from clearsight.tracking.run import TrainingRun
 
 # The temporary local server can take 20 s or more to start on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -42,8 +49,8 @@ IO_RETRIES = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_f
 )
 def validate_data(settings: Settings) -> GatedData:
     """The Great Expectations gate; a failure publishes the report and fails the flow."""
-    from clearsight.data_gate import run_data_gate
-    from clearsight.validation import DataValidationError
+    from clearsight.data.gate import run_data_gate
+    from clearsight.errors import DataValidationError
 
     try:
         gated = run_data_gate(settings)
@@ -63,7 +70,7 @@ def validate_data(settings: Settings) -> GatedData:
 @task(name="train-model", cache_policy=NO_CACHE, timeout_seconds=3 * 3600, retries=1)
 def train_model(settings: Settings, gated: GatedData) -> TrainingRun:
     """Train and log one complete MLflow run; registers a new model version."""
-    from clearsight.experiment import run_training
+    from clearsight.tracking.run import run_training
 
     return run_training(settings, gated, verbose=2)
 
@@ -77,15 +84,9 @@ def train_model(settings: Settings, gated: GatedData) -> TrainingRun:
 )
 def evaluate_and_promote(settings: Settings, gated: GatedData, run: TrainingRun) -> Decision:
     """Champion vs challenger on the frozen holdout; aliases move only on a pass."""
-    from clearsight.pipeline import explanation_scorer
-    from clearsight.registry import evaluate_and_promote as promote
+    from clearsight.tracking.registry import evaluate_and_promote as promote
 
-    return promote(
-        settings,
-        gated.splits.holdout,
-        run.version,
-        explanation_scorer(settings.promotion.panel_size),
-    )
+    return promote(settings, gated.splits.holdout, run.version)
 
 
 @task(
@@ -97,7 +98,7 @@ def evaluate_and_promote(settings: Settings, gated: GatedData, run: TrainingRun)
 )
 def build_service(settings: Settings, version: str) -> str:
     """Import the new champion into BentoML and build the bento serving it; its tag."""
-    from clearsight.bento import build_service as build
+    from serving.bento_store import build_service as build
 
     built = build(settings, version)
     create_markdown_artifact(
@@ -117,7 +118,7 @@ def retrain(
 ) -> RetrainSummary:
     """Validate the data, train a challenger, promote it if it beats the champion, and then
     build the bento that serves the new champion."""
-    from clearsight.registry import registry_state
+    from clearsight.tracking.registry import registry_state
 
     settings = (
         Settings()

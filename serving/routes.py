@@ -20,8 +20,8 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
 
-from clearsight.inference import bodies, oip
-from clearsight.inference.errors import RequestError
+from clearsight.errors import RequestError
+from clearsight.inference import oip
 from clearsight.inference.schemas import (
     ActivationsRequest,
     ActivationsResponse,
@@ -31,6 +31,7 @@ from clearsight.inference.schemas import (
     PredictResponse,
     example_requests,
 )
+from serving import bodies
 
 JSON = "application/json"
 UI_DIR = Path(__file__).parent / "ui"

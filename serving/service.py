@@ -27,11 +27,11 @@ import threading
 import bentoml
 from pydantic import BaseModel
 
-from clearsight.bento import load_stored_model, stored_provenance
-from clearsight.inference.guards import ServiceGuard
 from clearsight.inference.schemas import PredictResponse
 from clearsight.inference.settings import ServingSettings
 from clearsight.offline import QUIET_ENVIRONMENT
+from serving.bento_store import load_stored_model, stored_provenance
+from serving.guards import ServiceGuard
 from serving.routes import app
 
 logger = logging.getLogger("clearsight.serving")
@@ -78,8 +78,8 @@ class Clearsight:
     stored_model = bentoml.models.BentoModel(ARGUMENTS.model)
 
     def __init__(self) -> None:
-        from clearsight.inference.batching import AdaptiveBatcher
         from clearsight.inference.predictor import Predictor
+        from serving.batching import AdaptiveBatcher
 
         self.predictor = Predictor(
             load_stored_model(self.stored_model),

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from .conftest import write_idx_pair
 
@@ -14,7 +15,11 @@ CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
 
 
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"CLEARSIGHT_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    env = os.environ | {
+        "CLEARSIGHT_DATA_DIR": str(tmp_path / "data"),
+        "CLEARSIGHT_MLFLOW_DIR": str(tmp_path / "mlflow"),
+        "COLUMNS": "200",
+    }
     return subprocess.run([CLEARSIGHT, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,3 +68,44 @@ def test_validate_embedded_passes_and_prints_report_paths(tmp_path: Path) -> Non
     describe = run_cli("data", "describe", tmp_path=tmp_path)
     assert describe.returncode == 0
     assert "holdout: frozen (reused)" in describe.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("models",), "registered model 'clearsight-cnn' does not exist yet"),
+        (("rollback",), "registered model 'clearsight-cnn' does not exist yet"),
+        (("promote",), "no frozen holdout"),
+        (("train", "--backend", "torch"), "the torch backend needs the 'torch' package"),
+        (("data", "validate", "-s", "npz"), "source 'npz' needs a path"),
+        (("data", "describe", "-s", "npz", "-p", "missing.npz"), "missing.npz: no such file"),
+        (("predict", "missing.png"), "missing.png: no such file"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, tuple) else None,
+)
+def test_expected_failures_are_one_line_and_exit_1(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = run_cli(*args, tmp_path=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_unknown_method_is_refused_before_any_work(tmp_path: Path) -> None:
+    result = run_cli("explain", "seven.png", "-m", "lime", tmp_path=tmp_path)
+    assert result.returncode != 0
+    assert "lime" in result.stderr and "integrated_gradients" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_diverged_training_is_one_line_and_registers_nothing(tmp_path: Path) -> None:
+    result = run_cli("train", "--epochs", "2", "--learning-rate", "1e30", tmp_path=tmp_path)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "training diverged (NaN loss)" in last
+    assert "Traceback" not in result.stdout + result.stderr
+    models = run_cli("models", tmp_path=tmp_path)
+    assert "does not exist yet" in models.stderr

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
-from clearsight.incoming import read_ledger
+from clearsight.data.incoming import read_ledger
 
 pytestmark = pytest.mark.slow  # real Prefect server, real training: minutes, still run in CI
 

@@ -3,14 +3,14 @@
 import mlflow
 import pytest
 
-from clearsight import tracking
 from clearsight.config import DataSettings, PromotionSettings, Settings, TrainSettings
 from clearsight.data import Dataset
 from clearsight.errors import RegistryError
-from clearsight.model import build_cnn
-from clearsight.pipeline import explanation_scorer
-from clearsight.registry import evaluate_and_promote, registry_state, rollback
-from clearsight.training import train
+from clearsight.model.cnn import build_cnn
+from clearsight.model.fitting import train
+from clearsight.tracking import store as tracking
+from clearsight.tracking.registry import evaluate_and_promote, registry_state, rollback
+from clearsight.tracking.run import log_keras_model
 
 from .conftest import REPO
 
@@ -26,6 +26,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, digits):
         data=DataSettings(),
         promotion=PromotionSettings(min_class_recall=0.0, max_completeness_gap=1.0),
         tracking={"log_system_metrics": False},
+        explain={"panel_size": 10},
     )
     images, labels = digits
     holdout = Dataset(images[1::2], labels[1::2], "holdout")
@@ -51,39 +52,37 @@ def setup(tmp_path_factory: pytest.TempPathFactory, digits):
 def register(settings: Settings, model) -> str:
     tracking.configure(settings)
     with mlflow.start_run():
-        info = tracking.log_keras_model(model, settings.tracking.registered_model)
+        info = log_keras_model(model, settings.tracking.registered_model)
     return str(info.registered_model_version)
 
 
 def test_policy_sequence_and_rollback(setup) -> None:
     settings, holdout, models = setup
-    scorer = explanation_scorer(8)
-
     v1 = register(settings, models["weak"])
-    first = evaluate_and_promote(settings, holdout, v1, scorer)
+    first = evaluate_and_promote(settings, holdout, v1)
     assert first.promoted and first.champion_version is None
-    assert "explain_ig_completeness_gap_median" in first.challenger_metrics
+    assert "explain_integrated_gradients_completeness_gap_median" in first.challenger_metrics
     assert registry_state(settings)["champion"] == v1
 
     v2 = register(settings, models["untrained"])
-    worse = evaluate_and_promote(settings, holdout, v2)
+    worse = evaluate_and_promote(settings, holdout, v2, check_explanations=False)
     assert not worse.promoted and "accuracy gain" in worse.reason
     state = registry_state(settings)
     assert state["champion"] == v1 and state["challenger"] == v2
 
     v3 = register(settings, models["weak"])  # same weights: a tie
-    tie = evaluate_and_promote(settings, holdout, v3)
+    tie = evaluate_and_promote(settings, holdout, v3, check_explanations=False)
     gain = next(c for c in tie.checks if c.name == "accuracy gain")
     assert not tie.promoted and gain.observed == 0.0
     assert registry_state(settings)["champion"] == v1
 
     v4 = register(settings, models["good"])
     strict = settings.override("promotion", min_accuracy_gain=0.95)
-    under = evaluate_and_promote(strict, holdout, v4)
+    under = evaluate_and_promote(strict, holdout, v4, check_explanations=False)
     assert not under.promoted
     assert registry_state(settings)["champion"] == v1
 
-    better = evaluate_and_promote(settings, holdout, v4)
+    better = evaluate_and_promote(settings, holdout, v4, check_explanations=False)
     assert better.promoted, better.to_markdown()
     state = registry_state(settings)
     assert state["champion"] == v4 and state["previous-champion"] == v1

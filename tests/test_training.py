@@ -11,11 +11,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from clearsight.config import DataSettings, Settings, TrainSettings
-from clearsight.data_gate import run_data_gate
-from clearsight.evaluation import predict_probabilities
-from clearsight.experiment import TrainingRun, run_training
-from clearsight.model import build_cnn
-from clearsight.training import train
+from clearsight.data.gate import run_data_gate
+from clearsight.model.cnn import build_cnn
+from clearsight.model.evaluation import predict_probabilities
+from clearsight.model.fitting import train
+from clearsight.tracking.run import TrainingRun, run_training
 
 from .conftest import REPO
 
@@ -103,8 +103,11 @@ def test_run_logs_params_metrics_tags_inputs_and_artifacts(trained) -> None:
     assert any(k.startswith("system/cpu") for k in metrics), "system metrics missing"
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
     assert metrics["holdout_accuracy"] > 0.8
-    assert metrics["explain_ig_completeness_gap_median"] < 0.05
-    assert metrics["explain_ig_deletion_auc_zero"] < metrics["explain_random_deletion_auc_zero"]
+    assert metrics["explain_integrated_gradients_completeness_gap_median"] < 0.05
+    assert (
+        metrics["explain_integrated_gradients_deletion_auc_zero"]
+        < metrics["explain_random_deletion_auc_zero"]
+    )
     assert tags["keras_backend"] == "tensorflow" and tags["device_kind"] == "cpu"
     assert len(tags["git_commit"]) == 40 and tags["git_dirty"] in {"true", "false"}
     assert tags["version.keras"].startswith("3.")
@@ -115,6 +118,10 @@ def test_run_logs_params_metrics_tags_inputs_and_artifacts(trained) -> None:
     assert set(inputs) == {"train", "validation", "holdout"}
     assert inputs["holdout"].dataset.digest == gated.splits.holdout.digest[:16]
     assert _all_artifacts(client, run.info.run_id) >= EXPECTED_ARTIFACTS
+    card = Path(client.download_artifacts(run.info.run_id, "model_card.md")).read_text()
+    assert "## Explanation quality" in card
+    gap = metrics["explain_integrated_gradients_completeness_gap_median"]
+    assert f"| integrated_gradients | {gap:.4g} |" in card
 
 
 def test_registered_version_loads_and_predicts_like_the_trained_model(trained) -> None:
@@ -137,7 +144,7 @@ def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path
     """`clearsight explain` on a digit PNG: overlays written, prediction and quality printed."""
     from PIL import Image
 
-    from clearsight.registry import evaluate_and_promote
+    from clearsight.tracking.registry import evaluate_and_promote
 
     run_info, gated = trained
     settings = store.override("promotion", min_class_recall=0.0)
@@ -161,7 +168,7 @@ def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path
             "-m",
             "integrated_gradients",
             "-m",
-            "gradcam",
+            "grad_cam",
         ],
         env=env,
         capture_output=True,
@@ -170,8 +177,11 @@ def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "predicted 7" in result.stdout
-    assert "ig_deletion_auc" in result.stdout
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"seven_ig.png", "seven_gradcam.png"}
+    assert "integrated_gradients_deletion_auc" in result.stdout
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "seven_integrated_gradients.png",
+        "seven_grad_cam.png",
+    }
     missing = subprocess.run(
         [cli, "explain", str(tmp_path / "nope.png")],
         env=env,

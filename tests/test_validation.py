@@ -7,8 +7,8 @@ import pytest
 
 from clearsight.config import Settings
 from clearsight.data import Dataset, HoldoutStore, Splits, make_splits, profile_splits
-from clearsight.data_gate import run_data_gate
-from clearsight.validation import DataValidationError, check_contract, load_reference
+from clearsight.data.contract import DataValidationError, check_contract, load_reference
+from clearsight.data.gate import run_data_gate
 
 
 def _check(settings: Settings, splits: Splits):

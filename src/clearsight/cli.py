@@ -1,28 +1,35 @@
 """The ``clearsight`` command.
 
 Heavy libraries (TensorFlow, Great Expectations, MLflow, Prefect) are imported inside the
-commands that need them, so ``clearsight --help`` answers at once. Expected failures (bad
-source, broken contract) print one red line per problem and exit non-zero, never a traceback.
+commands that need them, so ``clearsight --help`` answers at once. Every expected failure is a
+``ClearsightError``: ``user_errors`` prints its one line and exits 1, never a traceback.
+``serve`` and ``build-service`` drive BentoML through the ``serving`` adapter of a source
+checkout; the library itself never imports a serving framework.
 """
 
 from __future__ import annotations
 
+import enum
+import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from clearsight.choices import ResizePolicy, SourceName
+from clearsight.choices import CHAMPION, METHOD_NAMES, Backend, ResizePolicy, SourceName
+from clearsight.errors import BackendUnavailable, ClearsightError, ConfigurationError
 
 if TYPE_CHECKING:
     from clearsight.config import Settings
-    from clearsight.validation import ValidationReport
+    from clearsight.data.contract import ValidationReport
 
 app = typer.Typer(
     help="Validated data, tracked training and measured explanations for Keras image models.",
@@ -42,34 +49,42 @@ SourceOpt = Annotated[
 PathOpt = Annotated[
     Path | None, typer.Option("--path", "-p", help="File or folder for idx, npz and folder.")
 ]
+BentoOpt = Annotated[
+    str | None,
+    typer.Option(help="Serve a built bento (e.g. clearsight:latest) instead; no MLflow."),
+]
+HostOpt = Annotated[str, typer.Option(help="Interface to bind; loopback by default.")]
 ResizeOpt = Annotated[
     ResizePolicy | None, typer.Option(help="Folder images not 28x28: fit, stretch or reject.")
 ]
 
 
-class CliError(Exception):
-    """An expected failure: printed as one line, exit status 1."""
+# Typer lists choices of repeatable options only for enums (not for a list of Literal).
+MethodChoice = enum.Enum("MethodChoice", {name: name for name in METHOD_NAMES}, type=str)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red error line; the caller raises the returned ``Exit(1)``."""
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the library's expected errors into a one-line message and exit status 1."""
+    """Every expected failure (``ClearsightError``, invalid settings) as one line, exit 1."""
     from pydantic import ValidationError
-
-    from clearsight.data import DataSourceError
-    from clearsight.errors import RegistryError
-    from clearsight.validation import DataValidationError
 
     try:
         yield
-    except DataValidationError as err:
-        print_report(err.report)
-        err_console.print(f"[red]error:[/red] {str(err).splitlines()[0]}")
-        raise typer.Exit(1) from None
-    except (CliError, DataSourceError, FileNotFoundError, ValidationError, RegistryError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        err_console.print(f"[red]error:[/red] {message}", highlight=False)
-        raise typer.Exit(1) from None
+    except ClearsightError as err:
+        report = getattr(err, "report", None)
+        if report is not None:  # a broken data contract: show which expectations failed
+            print_report(report)
+        raise fail(err.one_line()) from None
+    except ValidationError as err:  # settings from the environment or clearsight.toml
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "settings"
+        raise fail(f"invalid setting {where}: {first['msg']}") from None
 
 
 def load_settings(**data_overrides: Any) -> Settings:
@@ -79,11 +94,19 @@ def load_settings(**data_overrides: Any) -> Settings:
     return Settings().override("data", **data_overrides)
 
 
+def new_table(title: str | None, *columns: str) -> Table:
+    """A rich table with these columns; long cells fold rather than being cut."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def print_report(report: ValidationReport) -> None:
     """The contract's verdict as a table, then where the reports are."""
-    table = Table(title=f"Data contract ({report.n_rows} images)", show_lines=False)
-    for column in ("", "expectation", "column", "rule", "observed"):
-        table.add_column(column, overflow="fold")
+    table = new_table(
+        f"Data contract ({report.n_rows} images)", "", "expectation", "column", "rule", "observed"
+    )
     for o in report.outcomes:
         mark = "[green]pass[/green]" if o.success else "[red]FAIL[/red]"
         short = o.expectation.removeprefix("expect_column_")
@@ -95,30 +118,63 @@ def print_report(report: ValidationReport) -> None:
         console.print(f"data docs: {report.docs_path}")
 
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for other tools.")]
+
+
+def print_json(payload: Any) -> None:
+    """Machine-readable output: plain JSON on stdout, nothing else."""
+    import json
+
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
 @data_app.command("describe")
 def data_describe(
-    source: SourceOpt = None, path: PathOpt = None, folder_resize: ResizeOpt = None
+    source: SourceOpt = None,
+    path: PathOpt = None,
+    folder_resize: ResizeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show what a source holds and how it splits (no validation)."""
     with user_errors():
         import numpy as np
 
         from clearsight.data import HoldoutStore, load, make_splits
+        from clearsight.digits import N_CLASSES
 
         settings = load_settings(source=source, path=path, folder_resize=folder_resize)
         dataset = load(settings.data)
         splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
+        per_split = {
+            name: {
+                "images": len(ds),
+                "per_class": np.bincount(ds.labels[ds.labels >= 0], minlength=N_CLASSES).tolist(),
+                "sha256": ds.digest,
+            }
+            for name, ds in splits.items()
+        }
+        if as_json:
+            print_json(
+                {
+                    "origin": dataset.origin,
+                    "images": len(dataset),
+                    "shape": list(dataset.images.shape[1:]),
+                    "dtype": str(dataset.images.dtype),
+                    "sha256": dataset.digest,
+                    "splits": per_split,
+                    "holdout": {"frozen": splits.holdout_frozen, "folder": settings.holdout_dir},
+                }
+            )
+            return
         console.print(f"[bold]{dataset.origin}[/bold]")
         console.print(
             f"{len(dataset)} images, shape {dataset.images.shape[1:]}, "
             f"dtype {dataset.images.dtype}, digest {dataset.digest[:16]}"
         )
-        table = Table(title="splits")
-        for column in ("split", "images", "per class", "sha256"):
-            table.add_column(column)
-        for name, ds in splits.items():
-            counts = np.bincount(ds.labels[ds.labels >= 0], minlength=10)
-            table.add_row(name, str(len(ds)), " ".join(map(str, counts)), ds.digest[:16])
+        table = new_table("splits", "split", "images", "per class", "sha256")
+        for name, row in per_split.items():
+            counts = " ".join(map(str, row["per_class"]))
+            table.add_row(name, str(row["images"]), counts, row["sha256"][:16])
         console.print(table)
         frozen = "frozen (reused)" if splits.holdout_frozen else "new (frozen after validation)"
         console.print(f"holdout: {frozen} in {settings.holdout_dir}")
@@ -130,7 +186,7 @@ def data_validate(
 ) -> None:
     """Check a source against the data contract; exit 1 listing failed expectations."""
     with user_errors():
-        from clearsight.data_gate import run_data_gate
+        from clearsight.data.gate import run_data_gate
 
         settings = load_settings(source=source, path=path, folder_resize=folder_resize)
         gated = run_data_gate(settings)
@@ -145,7 +201,7 @@ def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
         import json
 
         from clearsight.data import HoldoutStore, load, make_splits, profile_splits
-        from clearsight.validation import build_reference
+        from clearsight.data.contract import build_reference
 
         settings = load_settings(source=source, path=path)
         dataset = load(settings.data)
@@ -157,15 +213,17 @@ def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
         console.print(f"reference profile of {len(dataset)} images written to {target}")
 
 
-Backend = Literal["tensorflow", "jax", "torch"]
-
-
 def use_backend(backend: str | None) -> None:
     """Choose the Keras backend; must happen before anything imports keras."""
-    if backend:
-        if "keras" in sys.modules and sys.modules["keras"].backend.backend() != backend:
-            raise CliError(f"keras is already loaded with another backend than {backend}")
-        os.environ["KERAS_BACKEND"] = backend
+    if not backend:
+        return
+    if importlib.util.find_spec(backend) is None:
+        raise BackendUnavailable(
+            f"the {backend} backend needs the '{backend}' package, which is not installed"
+        )
+    if "keras" in sys.modules and sys.modules["keras"].backend.backend() != backend:
+        raise BackendUnavailable(f"keras is already loaded with another backend than {backend}")
+    os.environ["KERAS_BACKEND"] = backend
 
 
 @app.command()
@@ -184,8 +242,8 @@ def train(
         settings = load_settings(source=source, path=path).override(
             "train", epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
         )
-        from clearsight.data_gate import run_data_gate
-        from clearsight.experiment import run_training
+        from clearsight.data.gate import run_data_gate
+        from clearsight.tracking.run import run_training
 
         gated = run_data_gate(settings)
         console.print(f"data contract passed ({gated.report.n_rows} images)")
@@ -203,13 +261,11 @@ def train(
 @app.command()
 def ui(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
-    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
-        "127.0.0.1"
-    ),
+    host: HostOpt = "127.0.0.1",
 ) -> None:
     """Start the MLflow UI on the local tracking store (loopback only by default)."""
     with user_errors():
-        from clearsight.tracking import tracking_uri
+        from clearsight.tracking.store import tracking_uri
 
         settings = load_settings()
         uri = tracking_uri(settings)
@@ -239,23 +295,24 @@ def ui(
 def explain_image(
     image: Annotated[Path, typer.Argument(help="PNG/JPEG of one digit (light on dark).")],
     method: Annotated[
-        list[str] | None, typer.Option("--method", "-m", help="Repeat for several methods.")
+        list[MethodChoice] | None,
+        typer.Option("--method", "-m", help="Repeat for several methods."),
     ] = None,
     model_ref: Annotated[
         str, typer.Option("--model", help="Alias (champion, challenger) or version number.")
-    ] = "champion",
+    ] = CHAMPION,
     out: Annotated[Path, typer.Option(help="Folder for the overlay PNGs.")] = Path("explanations"),
 ) -> None:
     """Explain one image with the registry's model: overlays, prediction and quality numbers."""
     with user_errors():
         import tempfile
 
-        from clearsight.explain_image import explain_file
+        from clearsight.reporting.image_report import explain_file
 
         settings = load_settings()
-        methods = method or ["integrated_gradients", "gradcam"]
+        methods = [m.value for m in method] if method else ["integrated_gradients", "grad_cam"]
         with tempfile.TemporaryDirectory() as tmp:
-            from clearsight.registry import load_model_ref
+            from clearsight.tracking.registry import load_model_ref
 
             model, version = load_model_ref(settings, model_ref, Path(tmp))
             result = explain_file(model, image, methods, out)
@@ -263,9 +320,7 @@ def explain_image(
             f"{settings.tracking.registered_model} v{version}: predicted "
             f"[bold]{result.label}[/bold] ({result.confidence:.1%})"
         )
-        table = Table(title="explanations")
-        for column in ("method", "overlay", "seconds", "completeness gap"):
-            table.add_column(column)
+        table = new_table("explanations", "method", "overlay", "seconds", "completeness gap")
         for row in result.rows:
             gap = "" if row.completeness_gap is None else f"{row.completeness_gap:.2%}"
             table.add_row(row.method, str(row.overlay), f"{row.seconds:.3f}", gap)
@@ -284,16 +339,15 @@ def promote(version: VersionOpt = None) -> None:
     """Score a version against the champion on the frozen holdout; move aliases on a pass."""
     with user_errors():
         from clearsight.data import HoldoutStore
-        from clearsight.pipeline import explanation_scorer
-        from clearsight.registry import evaluate_and_promote
+        from clearsight.tracking.registry import evaluate_and_promote
 
         settings = load_settings()
         store = HoldoutStore(settings.holdout_dir)
         if not store.exists():
-            raise CliError(f"no frozen holdout in {settings.holdout_dir}; run a training first")
-        decision = evaluate_and_promote(
-            settings, store.load(), version, explanation_scorer(settings.promotion.panel_size)
-        )
+            raise ConfigurationError(
+                f"no frozen holdout in {settings.holdout_dir}; run a training first"
+            )
+        decision = evaluate_and_promote(settings, store.load(), version)
         console.print(decision.to_markdown(), markup=False, highlight=False, soft_wrap=True)
 
 
@@ -301,7 +355,7 @@ def promote(version: VersionOpt = None) -> None:
 def rollback() -> None:
     """Make the previous champion the champion again (repeatable)."""
     with user_errors():
-        from clearsight.registry import rollback as roll_back
+        from clearsight.tracking.registry import rollback as roll_back
 
         settings = load_settings()
         old, new = roll_back(settings)
@@ -314,7 +368,7 @@ def rollback() -> None:
 def models() -> None:
     """Show the registry's aliases and champion history."""
     with user_errors():
-        from clearsight.registry import registry_state
+        from clearsight.tracking.registry import registry_state
 
         state = registry_state(load_settings())
         for key, value in state.items():
@@ -326,17 +380,29 @@ ModelRefOpt = Annotated[
 ]
 
 
+def bento_store(settings: Settings) -> ModuleType:
+    """The ``serving.bento_store`` adapter of the source checkout at ``settings.home``.
+
+    Building and serving bentos is BentoML's business, so it lives in ``serving/`` beside the
+    service it builds; the library imports it only here, on demand, from a source checkout.
+    """
+    root = settings.home
+    if not (root / "serving" / "bento_store.py").is_file():
+        raise ConfigurationError(
+            f"{root} holds no serving/bento_store.py: run this from a source checkout "
+            "(or set CLEARSIGHT_HOME to one)"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return importlib.import_module("serving.bento_store")
+
+
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Port on the host interface.")] = 3000,
-    host: Annotated[str, typer.Option(help="Interface to bind; loopback by default.")] = (
-        "127.0.0.1"
-    ),
-    model_ref: ModelRefOpt = "champion",
-    bento: Annotated[
-        str | None,
-        typer.Option(help="Serve a built bento (e.g. clearsight:latest) instead; no MLflow."),
-    ] = None,
+    host: HostOpt = "127.0.0.1",
+    model_ref: ModelRefOpt = CHAMPION,
+    bento: BentoOpt = None,
 ) -> None:
     """Serve predictions and explanations over HTTP (BentoML); Ctrl-C stops it.
 
@@ -344,17 +410,19 @@ def serve(
     BentoML store first and the service runs from this checkout's serving/.
     """
     with user_errors():
-        from clearsight.bento import SERVICE_IMPORT, import_model, serve_command, source_root
-
+        settings = load_settings()
+        store = bento_store(settings)
         if bento:
-            command = serve_command(bento, host=host, port=port)
+            command = store.serve_command(bento, host=host, port=port)
             what = f"bento {bento}"
         else:
-            settings = load_settings()
-            root = source_root(settings)
-            imported = import_model(settings, model_ref)
-            command = serve_command(
-                SERVICE_IMPORT, host=host, port=port, model=imported.tag, working_dir=root
+            imported = store.import_model(settings, model_ref)
+            command = store.serve_command(
+                store.SERVICE_IMPORT,
+                host=host,
+                port=port,
+                model=imported.tag,
+                working_dir=settings.home,
             )
             what = f"{imported.tag} ({model_ref})"
         console.print(f"serving {what} on http://{host}:{port} (docs at /); Ctrl-C stops it")
@@ -378,20 +446,14 @@ def predict(
     """Ask a running service (clearsight serve) about image files; print what it says."""
     with user_errors():
         from clearsight.inference.client import predict_files, save_overlays
-        from clearsight.inference.errors import ServiceError
 
         for image in images:
             if not image.is_file():
-                raise CliError(f"{image}: no such file")
-        try:
-            answer = predict_files(url, images, explain=explain, api_key=api_key)
-        except ServiceError as err:
-            raise CliError(str(err)) from None
+                raise ConfigurationError(f"{image}: no such file")
+        answer = predict_files(url, images, explain=explain, api_key=api_key)
         model = answer["model"]
         console.print(f"{model['name']} v{model['version']} ({model['bento_model']})")
-        table = Table()
-        for column in ("image", "status", "label", "confidence", "explanations"):
-            table.add_column(column, overflow="fold")
+        table = new_table(None, "image", "status", "label", "confidence", "explanations")
         for result in answer["results"]:
             explained = ", ".join(
                 f"{e['method']}"
@@ -417,7 +479,7 @@ def predict(
 
 @app.command("build-service")
 def build_service(
-    model_ref: ModelRefOpt = "champion",
+    model_ref: ModelRefOpt = CHAMPION,
     export: Annotated[
         Path | None,
         typer.Option(help="Also write a self-contained archive (bento + model) to this file."),
@@ -425,17 +487,17 @@ def build_service(
 ) -> None:
     """Build the bento that serves the registry's champion (import it into BentoML first)."""
     with user_errors():
-        from clearsight.bento import build_service as build
-        from clearsight.bento import export_service
-
-        built = build(load_settings(), model_ref)
+        settings = load_settings()
+        store = bento_store(settings)
+        built = store.build_service(settings, model_ref)
         console.print(
             f"[green]bento {built.bento_tag}[/green] serves {built.model_tag} "
             f"(run {built.provenance.run_id})"
         )
         console.print(f"bento folder: {built.path}")
         if export is not None:
-            console.print(f"exported (bento + model): {export_service(built.bento_tag, export)}")
+            exported = store.export_service(built.bento_tag, export)
+            console.print(f"exported (bento + model): {exported}")
         console.print(f"serve it: [bold]clearsight serve --bento {built.bento_tag}[/bold]")
 
 

@@ -118,6 +118,18 @@ class TrackingSettings(BaseModel):
     )
 
 
+class ExplainSettings(BaseModel):
+    """The fixed holdout panel that every run and every promotion explains.
+
+    One panel, one size: a run's ``explain_*`` metrics and the promotion's explanation checks
+    are measured on the same digits, so the numbers agree and compare across runs.
+    """
+
+    panel_size: int = Field(
+        default=20, ge=10, description="Holdout images, cycling through the classes."
+    )
+
+
 class PromotionSettings(BaseModel):
     """The bar a challenger must clear on the frozen holdout to become champion."""
 
@@ -130,7 +142,18 @@ class PromotionSettings(BaseModel):
     max_completeness_gap: float = Field(
         default=0.05, gt=0.0, description="Median integrated-gradients completeness gap."
     )
-    panel_size: int = Field(default=32, ge=4, description="Holdout images explained per run.")
+
+
+# Each store folder's default: (the setting it lies under, the relative path), in the order
+# they resolve. Every default lies inside the repository, so a fresh clone writes nowhere else.
+FOLDER_DEFAULTS: dict[str, tuple[str, str]] = {
+    "data_dir": ("home", "data"),
+    "holdout_dir": ("data_dir", "holdout"),
+    "incoming_dir": ("data_dir", "incoming"),
+    "reports_dir": ("data_dir", "reports"),
+    "contract_dir": ("home", "data/contract"),
+    "mlflow_dir": ("home", "mlflow"),
+}
 
 
 class Settings(BaseSettings):
@@ -144,6 +167,15 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home)
     data_dir: Path | None = Field(default=None, description="Datasets, holdout, reports.")
+    holdout_dir: Path | None = Field(
+        default=None, description="The frozen holdout, once a validated run created it."
+    )
+    incoming_dir: Path | None = Field(
+        default=None, description="New data sets dropped here are retrained on."
+    )
+    reports_dir: Path | None = Field(
+        default=None, description="Validation reports (JSON and Great Expectations Data Docs)."
+    )
     contract_dir: Path | None = Field(
         default=None, description="The committed data contract (reference profile)."
     )
@@ -151,14 +183,15 @@ class Settings(BaseSettings):
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    explain: ExplainSettings = Field(default_factory=ExplainSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
-        """Anchor the store folders in ``home`` unless they were given."""
-        self.data_dir = (self.data_dir or self.home / "data").resolve()
-        self.contract_dir = (self.contract_dir or self.home / "data" / "contract").resolve()
-        self.mlflow_dir = (self.mlflow_dir or self.home / "mlflow").resolve()
+        """Anchor each folder not given in its parent's default place (``FOLDER_DEFAULTS``)."""
+        for name, (parent, relative) in FOLDER_DEFAULTS.items():
+            given = getattr(self, name)
+            setattr(self, name, Path(given or getattr(self, parent) / relative).resolve())
         return self
 
     def override(self, section: str, **values: Any) -> Settings:
@@ -173,24 +206,6 @@ class Settings(BaseSettings):
         current = getattr(self, section)
         replaced = type(current).model_validate(current.model_dump() | updates)
         return self.model_copy(update={section: replaced})
-
-    @property
-    def holdout_dir(self) -> Path:
-        """Where the frozen holdout is kept once a validated run has created it."""
-        assert self.data_dir is not None
-        return self.data_dir / "holdout"
-
-    @property
-    def incoming_dir(self) -> Path:
-        """Drop complete new data sets here; the incoming watcher retrains on each."""
-        assert self.data_dir is not None
-        return self.data_dir / "incoming"
-
-    @property
-    def reports_dir(self) -> Path:
-        """Validation reports (JSON and Great Expectations Data Docs)."""
-        assert self.data_dir is not None
-        return self.data_dir / "reports"
 
     @property
     def reference_profile_path(self) -> Path:

@@ -15,7 +15,7 @@ import numpy as np
 
 from clearsight.explain import activations, explain
 
-METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion")
+METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam", "occlusion")
 
 
 def main(folder: Path) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from clearsight.data.sources import load_embedded
-from clearsight.model import build_cnn, to_model_input
+from clearsight.digits import to_model_input
+from clearsight.model.cnn import build_cnn
 
 TRAIN_IMAGES = 4000  # of the 5,000 embedded digits; the other 1,000 are held out
 

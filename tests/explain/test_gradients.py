@@ -7,8 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from clearsight.explain import gradcam, model_gradients, saliency
-from clearsight.model import build_cnn
+from clearsight.explain import grad_cam, model_gradients, saliency
+from clearsight.model.cnn import build_cnn
 
 
 def test_cache_returns_one_object_per_model(trained):
@@ -27,7 +27,7 @@ def test_tensorflow_traces_once_for_every_batch_size(panel):
 def test_cache_does_not_keep_a_dropped_model_alive(panel):
     model = build_cnn()
     saliency(model, panel[:2])
-    gradcam(model, panel[:2])
+    grad_cam(model, panel[:2])
     alive = weakref.ref(model)
     del model
     gc.collect()
@@ -49,13 +49,13 @@ def test_other_architectures_fall_back_to_their_last_spatial_layer(panel):
     x = keras.layers.GlobalAveragePooling2D()(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    result = gradcam(model, panel[:2], output="probabilities")
+    result = grad_cam(model, panel[:2], output="probabilities")
     assert result.params["layer"] == "features" and result.maps.shape == (2, 28, 28)
     with pytest.raises(ValueError, match="no layer 'logits'"):
         saliency(model, panel[:2])
 
 
-@pytest.mark.parametrize("method", [saliency, gradcam])
+@pytest.mark.parametrize("method", [saliency, grad_cam])
 def test_predicted_class_resolved_inside_the_gradient_call_matches_explicit_targets(
     trained, panel, method
 ):

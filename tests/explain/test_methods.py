@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from clearsight.explain import activations, explain, gradcam, integrated_gradients, saliency
-from clearsight.model import LAST_CONV_LAYER, LOGITS_LAYER
+from clearsight.errors import UnknownMethod
+from clearsight.explain import activations, explain, grad_cam, integrated_gradients, saliency
+from clearsight.model.cnn import LAST_CONV_LAYER, LOGITS_LAYER
 
 GRADIENT_AND_PERTURBATION = (
     "saliency",
     "integrated_gradients",
     "smoothgrad",
-    "gradcam",
+    "grad_cam",
     "occlusion",
 )
 
@@ -79,7 +80,7 @@ def test_integrated_gradients_completeness_holds_for_other_baselines_and_rules(
 
 def test_grad_cam_equals_a_direct_gradient_tape_reference(trained, panel):
     model, x = trained.model, panel[:5]
-    ours = gradcam(model, x, targets=np.array([[3], [1], [4], [1], [5]]))
+    ours = grad_cam(model, x, targets=np.array([[3], [1], [4], [1], [5]]))
     grad_model = keras.Model(
         model.input,
         [model.get_layer(LAST_CONV_LAYER).output, model.get_layer(LOGITS_LAYER).output],
@@ -133,7 +134,7 @@ def test_activations_returns_every_layer_by_name(trained, panel):
 
 
 def test_unknown_method_and_layer_are_clear_errors(trained, panel):
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(UnknownMethod, match="unknown explanation method 'lime'"):
         explain(trained.model, panel[:1], "lime")
     with pytest.raises(ValueError, match="no layer 'conv9'"):
-        gradcam(trained.model, panel[:1], layer="conv9")
+        grad_cam(trained.model, panel[:1], layer="conv9")

@@ -82,19 +82,23 @@ def test_quality_report_is_flat_finite_and_readable(trained, panel):
     metrics = report.metrics
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     for name in (
-        "explain_ig_completeness_gap_median",
-        "explain_ig_deletion_auc_zero",
-        "explain_ig_insertion_auc_blur",
+        "explain_integrated_gradients_completeness_gap_median",
+        "explain_integrated_gradients_deletion_auc_zero",
+        "explain_integrated_gradients_insertion_auc_blur",
         "explain_random_deletion_auc_zero",
         "explain_sobel_deletion_auc_blur",
-        "explain_gradcam_randomization_spearman_conv1",
+        "explain_grad_cam_randomization_spearman_conv1",
         "explain_smoothgrad_stability_spearman_median",
         "explain_occlusion_seconds_per_image",
     ):
         assert name in metrics, name
-    assert metrics["explain_ig_completeness_gap_median"] <= 0.01
-    assert metrics["explain_ig_deletion_gain_vs_random_zero"] > 0
+    assert metrics["explain_integrated_gradients_completeness_gap_median"] <= 0.01
+    assert metrics["explain_integrated_gradients_deletion_gain_vs_random_zero"] > 0
     assert metrics["explain_n_images"] == 16
     text = report.to_markdown()
-    assert "| ig |" in text and "| random |" in text and "randomization_spearman_conv1" in text
+    assert (
+        "| integrated_gradients |" in text
+        and "| random |" in text
+        and "randomization_spearman_conv1" in text
+    )
     assert report.elapsed_s < 60

@@ -60,7 +60,7 @@ def test_activation_grids_one_png_per_layer(trained, panel, tmp_path):
 
 def test_panel_figure_rows_are_images_and_columns_methods(trained, panel, tmp_path):
     x = panel[:3]
-    attributions = [explain(trained.model, x, m) for m in ("saliency", "gradcam")]
+    attributions = [explain(trained.model, x, m) for m in ("saliency", "grad_cam")]
     figure = panel_figure(x, attributions)
     assert len(figure.axes) == 3 * 3
     data = figure_png(figure, tmp_path / "panel.png", dpi=50)

@@ -23,11 +23,12 @@ import mlflow
 import numpy as np
 import pytest
 
-from clearsight import tracking
 from clearsight.config import DataSettings, PromotionSettings, Settings, TrainSettings
 from clearsight.data import Dataset
-from clearsight.registry import evaluate_and_promote
-from clearsight.training import train
+from clearsight.model.fitting import train
+from clearsight.tracking import store as tracking
+from clearsight.tracking.registry import evaluate_and_promote
+from clearsight.tracking.run import log_keras_model
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 150
@@ -111,7 +112,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, digits) -> Registry:
     tracking.configure(settings)
     with mlflow.start_run() as run:
         mlflow.set_tags(RUN_TAGS)
-        info = tracking.log_keras_model(model, settings.tracking.registered_model)
+        info = log_keras_model(model, settings.tracking.registered_model)
     version = str(info.registered_model_version)
     holdout = Dataset(images[1::2], labels[1::2], "holdout")
     assert evaluate_and_promote(settings, holdout, version).promoted

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from clearsight.inference.guards import ServiceGuard
+from serving.guards import ServiceGuard
 
 
 async def echo(request: Request) -> JSONResponse:

@@ -55,7 +55,7 @@ def test_infer_with_attribution(
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-5)
     assert result.as_numpy("label").tolist() == expected.argmax(axis=1).tolist()
     maps = result.as_numpy("attribution")
-    offline = explain(server.model, x, "gradcam").maps
+    offline = explain(server.model, x, "grad_cam").maps
     np.testing.assert_allclose(maps, offline, atol=1e-4 * float(np.abs(offline).max()) + 1e-6)
 
 

@@ -73,7 +73,7 @@ def test_default_explanations_equal_the_library(
     body = response.json()
     for method, library_name in (
         ("integrated_gradients", "integrated_gradients"),
-        ("grad_cam", "gradcam"),
+        ("grad_cam", "grad_cam"),
     ):
         offline = explain(server.model, x, library_name)
         for row, result in enumerate(body["results"]):

@@ -1,4 +1,4 @@
-"""The value every data source returns, and the one error every source raises."""
+"""The value every data source returns."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-N_CLASSES = 10
-IMAGE_SIZE = 28
-
-
-class DataSourceError(ValueError):
-    """A source could not be read: the message is one line naming the file and the problem."""
+from clearsight.errors import DataSourceError
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,9 @@ import numpy as np
 
 from clearsight.choices import ResizePolicy
 from clearsight.config import DataSettings
-from clearsight.data.dataset import IMAGE_SIZE, Dataset, DataSourceError, concat
+from clearsight.data.dataset import Dataset, concat
+from clearsight.digits import IMAGE_SIZE
+from clearsight.errors import DataSourceError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 

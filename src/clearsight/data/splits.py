@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from clearsight.config import DataSettings
-from clearsight.data.dataset import Dataset, DataSourceError
+from clearsight.data.dataset import Dataset
+from clearsight.errors import DataSourceError
 
 SPLIT_NAMES = ("train", "validation", "holdout")
 
@@ -128,16 +129,17 @@ def make_splits(
     )
 
 
-def fixed_panel(labels: np.ndarray, size: int) -> np.ndarray:
-    """Row indices of a small panel that cycles through the classes: 0, 1, ..., 9, 0, ...
+def holdout_panel(holdout: Dataset, size: int) -> Dataset:
+    """A small panel of the holdout that cycles through the classes: 0, 1, ..., 9, 0, ...
 
-    Taken in order from the (frozen) holdout, so every run explains the same digits and their
-    pictures compare side by side in the MLflow UI.
+    Taken in order from the (frozen) holdout, so every run and every promotion explains the
+    same digits and their pictures and numbers compare side by side in the MLflow UI.
     """
+    labels = holdout.labels
     by_class = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     panel: list[int] = []
     while len(panel) < min(size, len(labels)):
         for rows in by_class:
             if rows and len(panel) < size:
                 panel.append(int(rows.pop(0)))
-    return np.asarray(panel, dtype=int)
+    return holdout.subset(np.asarray(panel, dtype=int), f"{holdout.origin} [panel]")

@@ -7,17 +7,17 @@ serving an explanation does not pay for matplotlib or scipy.
 """
 
 from clearsight.explain.attribution import Attribution
+from clearsight.explain.catalogue import METHODS, Method, explain, get_method
 from clearsight.explain.encoding import decode_map, encode_map
 from clearsight.explain.gradients import ModelGradients, model_gradients
 from clearsight.explain.methods import (
     activations,
-    gradcam,
+    grad_cam,
     integrated_gradients,
     occlusion,
     saliency,
     smoothgrad,
 )
-from clearsight.explain.registry import METHODS, Method, explain, get_method
 from clearsight.explain.shap_attribution import shap_attribution
 from clearsight.explain.targets import resolve_targets
 
@@ -31,7 +31,7 @@ __all__ = [
     "encode_map",
     "explain",
     "get_method",
-    "gradcam",
+    "grad_cam",
     "integrated_gradients",
     "model_gradients",
     "occlusion",

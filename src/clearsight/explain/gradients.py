@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from clearsight.explain import backends
-from clearsight.model import LAST_CONV_LAYER
+from clearsight.model.cnn import LAST_CONV_LAYER
 
 DEFAULT_CHUNK = 1024  # rows per compiled call: bounds memory for big IG / occlusion batches
 PROBABILITIES = "probabilities"

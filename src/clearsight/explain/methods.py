@@ -108,8 +108,8 @@ def saliency(
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    k: int | None = None,
     output: str = "logits",
+    k: int | None = None,
 ) -> Attribution:
     """Input gradients d output[target] / d x (Simonyan et al. 2013), signed."""
     start = time.perf_counter()
@@ -161,11 +161,11 @@ def integrated_gradients(
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    k: int | None = None,
     steps: int = 32,
     baseline: Baseline = "black",
     rule: QuadratureRule = "trapezoid",
     output: str = "logits",
+    k: int | None = None,
 ) -> Attribution:
     """Integrated gradients (Sundararajan et al. 2017) with completeness measured per row.
 
@@ -223,18 +223,18 @@ def smoothgrad(
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    k: int | None = None,
+    seed: int | None = 0,
     samples: int = 32,
     sigma: float = 0.15,
-    seed: int = 0,
     output: str = "logits",
+    k: int | None = None,
 ) -> Attribution:
     """SmoothGrad (Smilkov et al. 2017): input gradients averaged over noisy copies.
 
     ``sigma`` is the noise standard deviation as a fraction of each image's value range, as
     in the paper; all ``samples`` copies of every row go through the model in batched calls.
-    The seed fixes the noise, drawn per image and shared by all of its targets, so a map
-    does not depend on which other targets were asked for.
+    The seed fixes the noise (None draws fresh noise each call), drawn per image and shared
+    by all of its targets, so a map does not depend on which other targets were asked for.
     """
     start = time.perf_counter()
     rows = prepare_rows(model, x, targets, k)
@@ -264,14 +264,14 @@ def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.stack(resized) if resized else np.zeros((0, height, width), np.float32)
 
 
-def gradcam(
+def grad_cam(
     model: keras.Model,
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    k: int | None = None,
     layer: str | None = None,
     output: str = "logits",
+    k: int | None = None,
 ) -> Attribution:
     """Grad-CAM (Selvaraju et al. 2017) on a conv layer (the last one by default).
 
@@ -290,7 +290,7 @@ def gradcam(
     cams = np.maximum(np.einsum("mhwc,mc->mhw", activations, channel_weights), 0.0)
     maps = upsample(cams.astype(np.float32), rows.images.shape[1:3])
     params = {"layer": layer, "output": output}
-    return rows.attribution("gradcam", maps, params, start, explained)
+    return rows.attribution("grad_cam", maps, params, start, explained)
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -315,11 +315,11 @@ def occlusion(
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    k: int | None = None,
     window: int = 4,
     stride: int = 2,
     fill: float = 0.0,
     output: str = "logits",
+    k: int | None = None,
 ) -> Attribution:
     """Occlusion (Zeiler & Fergus 2014): the drop of the target output when a square window
     is replaced by ``fill``, averaged over the windows covering each pixel.

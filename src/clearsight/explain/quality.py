@@ -28,6 +28,7 @@ import numpy as np
 from scipy import stats
 
 from clearsight.explain.attribution import Attribution
+from clearsight.explain.catalogue import Polarity, explain, get_method
 from clearsight.explain.gradients import (
     PROBABILITIES,
     ModelGradients,
@@ -35,11 +36,10 @@ from clearsight.explain.gradients import (
     model_gradients,
 )
 from clearsight.explain.methods import in_image_chunks, pick
-from clearsight.explain.registry import Polarity, explain, get_method
 from clearsight.explain.targets import TargetSpec
 
 Fill = Literal["zero", "blur", "mean"]
-DEFAULT_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "gradcam", "occlusion")
+DEFAULT_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam", "occlusion")
 DEFAULT_FILLS: tuple[Fill, ...] = ("zero", "blur")
 BASELINES = ("random", "sobel")  # orderings every method is compared with
 
@@ -139,6 +139,27 @@ def perturbation_curves(
 
 
 # -- rank agreement ------------------------------------------------------------------------
+def attribution_curves(
+    model: keras.Model,
+    x: np.ndarray,
+    attribution: Attribution,
+    polarity: Polarity,
+    fill: Fill = "zero",
+    steps: int = 16,
+    seed: int = 0,
+) -> Curves:
+    """Deletion and insertion curves of each row of ``attribution`` (computed on ``x``).
+
+    Pixels are ordered by the map under ``polarity`` and replaced by ``fill``: the one call
+    behind every deletion/insertion number (run reports, promotion, one image on the CLI).
+    """
+    xs = as_model_input(x)[attribution.image_index]
+    ranks = importance_ranks(oriented(attribution.maps, polarity), seed)
+    return perturbation_curves(
+        model_gradients(model), xs, attribution.targets, ranks, fill_images(xs, fill), steps
+    )
+
+
 def spearman_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Signed Spearman correlation per row between maps a and b, over ``mask`` pixels.
 
@@ -224,7 +245,7 @@ def randomization_correlations(
 # -- the report ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class QualityReport:
-    """Aggregate quality numbers per method (short names, plus "random" and "sobel")."""
+    """Aggregate quality numbers per method (by name, plus "random" and "sobel")."""
 
     sections: dict[str, dict[str, float]]
     n_images: int
@@ -327,8 +348,8 @@ def quality_report(
 
     The defaults (5 methods, 2 fills, 16 deletion steps, 3 randomised layers) cost a few
     seconds for 32 digits on two CPU cores under TensorFlow; SHAP can be added to
-    ``methods`` at a price. ``method_params`` maps a method (full or short name) to keyword
-    arguments for it, e.g. ``{"ig": {"steps": 64}}``. ``x`` is never modified, nor is the model
+    ``methods`` at a price. ``method_params`` maps a method name to keyword arguments for it,
+    e.g. ``{"integrated_gradients": {"steps": 64}}``. ``x`` is never modified, nor is the model
     (randomisation works on a clone).
     """
     start = time.perf_counter()
@@ -336,25 +357,25 @@ def quality_report(
     gradients = model_gradients(model)
     specs = [get_method(m) for m in methods]
     given = method_params or {}
-    params = {s.name: dict(given.get(s.name, given.get(s.short, {}))) for s in specs}
+    params = {s.name: dict(given.get(s.name, {})) for s in specs}
     attributions = {s.name: explain(model, x, s.name, targets, **params[s.name]) for s in specs}
     first = next(iter(attributions.values()))  # every method explains the same rows
     xs, row_targets = x[first.image_index], first.targets
-    sections: dict[str, dict[str, float]] = {s.short: {} for s in specs}
-    per_row: dict[str, dict[str, np.ndarray]] = {s.short: {} for s in specs}
+    sections: dict[str, dict[str, float]] = {s.name: {} for s in specs}
+    per_row: dict[str, dict[str, np.ndarray]] = {s.name: {} for s in specs}
 
     for spec in specs:
-        att, numbers = attributions[spec.name], sections[spec.short]
+        att, numbers = attributions[spec.name], sections[spec.name]
         numbers["seconds_per_image"] = att.elapsed_s / len(x)
         if att.completeness_gap is not None:
             gap = att.completeness_gap
             numbers["completeness_gap_median"] = float(np.median(gap))
             numbers["completeness_gap_p90"] = float(np.percentile(gap, 90))
             numbers["completeness_gap_max"] = float(gap.max())
-            per_row[spec.short]["completeness_gap"] = gap
+            per_row[spec.name]["completeness_gap"] = gap
 
     orderings = {
-        s.short: importance_ranks(oriented(attributions[s.name].maps, s.ranking), seed)
+        s.name: importance_ranks(oriented(attributions[s.name].maps, s.ranking), seed)
         for s in specs
     }
     orderings["random"] = importance_ranks(np.random.default_rng(seed).random(xs.shape[:3]))
@@ -368,9 +389,9 @@ def quality_report(
         att = attributions[spec.name]
         again = explain(model, noisy, spec.name, att.targets_per_image, **params[spec.name])
         rho, rel = spearman_rows(att.maps, again.maps), relative_l2(att.maps, again.maps)
-        sections[spec.short]["stability_spearman_median"] = float(np.median(rho))
-        sections[spec.short]["stability_rel_l2_median"] = float(np.median(rel))
-        per_row[spec.short] |= {"stability_spearman": rho, "stability_rel_l2": rel}
+        sections[spec.name]["stability_spearman_median"] = float(np.median(rho))
+        sections[spec.name]["stability_rel_l2_median"] = float(np.median(rel))
+        per_row[spec.name] |= {"stability_spearman": rho, "stability_rel_l2": rel}
 
     layers: tuple[str, ...] = ()
     if randomize:
@@ -378,8 +399,8 @@ def quality_report(
         by_layer = randomization_correlations(model, x, attributions, params, seed=seed)
         for spec in specs:
             for layer, rho in by_layer[spec.name].items():
-                sections[spec.short][f"randomization_spearman_{layer}"] = float(np.median(rho))
-                per_row[spec.short][f"randomization_spearman_{layer}"] = rho
+                sections[spec.name][f"randomization_spearman_{layer}"] = float(np.median(rho))
+                per_row[spec.name][f"randomization_spearman_{layer}"] = rho
 
     settings = {
         "fills": list(fills),

@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from clearsight.explain.attribution import Attribution
-from clearsight.explain.registry import Polarity, get_method
+from clearsight.explain.catalogue import Polarity, get_method
 
 DIVERGING = "RdBu_r"  # signed maps: red for the target, blue against, white at zero
 SEQUENTIAL = "inferno"
@@ -66,15 +66,20 @@ def _enlarge(rgba: np.ndarray, scale: int) -> np.ndarray:
     return np.repeat(np.repeat(rgba, scale, axis=0), scale, axis=1) if scale > 1 else rgba
 
 
-def png_bytes(rgba: np.ndarray, path: str | Path | None = None) -> bytes:
-    """Encode an (H, W, 3|4) float image in 0-1 as PNG (and write it to ``path``)."""
-    buffer = io.BytesIO()
-    matplotlib.image.imsave(buffer, np.clip(rgba, 0.0, 1.0), format="png")
+def _kept(buffer: io.BytesIO, path: str | Path | None) -> bytes:
+    """The buffer's bytes, also written to ``path`` (folders created) when one is given."""
     data = buffer.getvalue()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
     return data
+
+
+def png_bytes(rgba: np.ndarray, path: str | Path | None = None) -> bytes:
+    """Encode an (H, W, 3|4) float image in 0-1 as PNG (and write it to ``path``)."""
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, np.clip(rgba, 0.0, 1.0), format="png")
+    return _kept(buffer, path)
 
 
 def heatmap_png(
@@ -191,8 +196,21 @@ def figure_png(figure: Figure, path: str | Path | None = None, dpi: int = 100) -
     """A figure as PNG bytes (and a file at ``path``)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
-    data = buffer.getvalue()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_bytes(data)
-    return data
+    return _kept(buffer, path)
+
+
+def class_mean_maps_figure(
+    maps: np.ndarray, labels: np.ndarray, title: str, n_classes: int = 10
+) -> Figure:
+    """One heatmap per class: the mean of ``maps`` over the images of that class."""
+    fig = Figure(figsize=(12, 1.8), layout="constrained")
+    axes = fig.subplots(1, n_classes)
+    present = [c for c in range(n_classes) if np.any(labels == c)]
+    peak = max((float(maps[labels == c].mean(axis=0).max()) for c in present), default=1.0)
+    for c, ax in enumerate(axes):
+        ax.axis("off")
+        if c in present:
+            ax.imshow(maps[labels == c].mean(axis=0), cmap="magma", vmin=0, vmax=peak or 1.0)
+            ax.set_title(f"{c} (n={int(np.sum(labels == c))})", fontsize=8)
+    fig.suptitle(title)
+    return fig

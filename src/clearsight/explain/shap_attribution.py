@@ -27,7 +27,6 @@ def shap_attribution(
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    k: int | None = None,
     algorithm: ShapAlgorithm = "auto",
     background: np.ndarray | None = None,
     nsamples: int = 200,
@@ -36,6 +35,7 @@ def shap_attribution(
     batch_size: int = 50,
     seed: int = 0,
     output: str = "logits",
+    k: int | None = None,
 ) -> Attribution:
     """SHAP attributions per (image, target).
 

@@ -1,7 +1,7 @@
-"""Serving-side logic: request schemas, image decoding, batched prediction, explanations on
-request, the Open Inference Protocol, HTTP guards and a client.
+"""Request handling without a web framework: schemas, image decoding, prediction with
+explanations within a budget, the Open Inference Protocol's types, provenance and a client.
 
-``serving/`` (the BentoML service) only wires these to routes. Modules are imported on demand:
-``schemas``, ``settings``, ``errors`` and ``client`` are light (pydantic, httpx), while
-``predictor`` and ``explanations`` bring Keras and the model.
+``serving/`` (BentoML, FastAPI, Starlette) wires these to routes; nothing here imports them.
+Modules are imported on demand: ``schemas``, ``settings`` and ``client`` are light (pydantic,
+httpx), while ``predictor`` and ``explanations`` bring Keras and the model.
 """

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from clearsight.inference.errors import ServiceError
+from clearsight.errors import ServiceError
 
 EXPLAIN_WITH_OVERLAYS = {"encodings": ["float16", "png_overlay"]}
 

@@ -18,6 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from clearsight.choices import MethodName
 from clearsight.explain import Attribution, encode_map, explain, get_method
 from clearsight.explain.targets import TargetSpec
 from clearsight.inference.schemas import (
@@ -25,20 +26,11 @@ from clearsight.inference.schemas import (
     Explanation,
     ExplanationQuality,
     ExplanationTiming,
-    MethodName,
 )
 
 logger = logging.getLogger(__name__)
 
 FALLBACK_METHOD: MethodName = "saliency"
-API_METHODS: tuple[MethodName, ...] = (
-    "integrated_gradients",
-    "grad_cam",
-    "saliency",
-    "smoothgrad",
-    "occlusion",
-    "shap",
-)
 
 
 @dataclass
@@ -177,7 +169,7 @@ def explain_batch(
                 attribution = explain(
                     model,
                     x,
-                    get_method(served).name,
+                    served,
                     targets,
                     **target_kwargs,
                     **method_parameters(served, options),

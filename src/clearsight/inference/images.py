@@ -16,15 +16,12 @@ import re
 import numpy as np
 
 from clearsight.data.sources import fit_like_mnist
+from clearsight.digits import IMAGE_SIZE, SCALE_MAX, to_model_input
+from clearsight.errors import ImageError
 
-IMAGE_SIZE = 28
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 MAX_DECODED_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
-
-
-class ImageError(ValueError):
-    """One image cannot be used; the message says why in a line."""
 
 
 def from_array(data: object, scale: str) -> np.ndarray:
@@ -35,18 +32,28 @@ def from_array(data: object, scale: str) -> np.ndarray:
         raise ImageError("rows have different lengths or non-numeric values") from None
     if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
         raise ImageError(f"expected shape ({IMAGE_SIZE}, {IMAGE_SIZE}), got {array.shape}")
+    return scaled(array, scale)
+
+
+def scaled(values: np.ndarray, scale: object) -> np.ndarray:
+    """Finite numbers within the declared ``scale`` -> float32 in 0-1 (same shape).
+
+    The one check of caller-declared numbers, for JSON arrays and Open Inference Protocol
+    tensors alike: the same numbers mean different images under each scale.
+    """
+    array = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise ImageError(f"{bad} values are NaN or infinite")
-    top = {"0-1": 1.0, "0-255": 255.0}.get(scale)
+    top = SCALE_MAX.get(scale) if isinstance(scale, str) else None
     if top is None:
         raise ImageError(f"scale must be '0-1' or '0-255', got {scale!r}")
     low, high = float(array.min()), float(array.max())
     if low < 0.0 or high > top:
         raise ImageError(
-            f"values must lie in [0, {top:g}] for scale '{scale}', got [{low}, {high}]"
+            f"values must lie in [0, {top:g}] for scale '{scale}', got [{low:g}, {high:g}]"
         )
-    return (array / top).astype(np.float32)
+    return to_model_input(array, top)
 
 
 def decode_bytes(data: bytes) -> np.ndarray:
@@ -68,7 +75,7 @@ def decode_bytes(data: bytes) -> np.ndarray:
         raise ImageError(f"broken image data ({reason})") from None
     if gray.shape != (IMAGE_SIZE, IMAGE_SIZE):
         gray = fit_like_mnist(gray)
-    return gray.astype(np.float32) / 255.0
+    return to_model_input(gray)
 
 
 def decode_base64(text: str) -> np.ndarray:

@@ -20,9 +20,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from clearsight.inference.errors import RequestError
-from clearsight.inference.images import IMAGE_SIZE
-from clearsight.inference.schemas import MethodName
+from clearsight.choices import MethodName
+from clearsight.digits import IMAGE_SIZE
+from clearsight.errors import ImageError, RequestError
+from clearsight.inference.images import scaled
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT_NAME = "image"
@@ -211,20 +212,12 @@ def to_model_images(array: np.ndarray, datatype: str, scale: Any = None) -> np.n
         array = array[..., 0]
     if array.ndim != 3 or array.shape[1:] != (side, side) or len(array) == 0:
         raise _bad(f"shape {list(array.shape)}: expected [N, 28, 28], [N, 28, 28, 1] or [N, 784]")
-    values = array.astype(np.float64)
-    if not np.all(np.isfinite(values)):
-        raise _bad("input holds NaN or infinite values")
     if scale is None:
         scale = "0-1" if datatype.startswith("FP") else "0-255"
-    top = {"0-1": 1.0, "0-255": 255.0}.get(scale)
-    if top is None:
-        raise _bad(f"parameters.scale must be '0-1' or '0-255', got {scale!r}")
-    if values.min() < 0 or values.max() > top:
-        raise _bad(
-            f"values must lie in [0, {top:g}] (scale '{scale}'), "
-            f"got [{values.min():g}, {values.max():g}]"
-        )
-    return (values / top).astype(np.float32)[..., None]
+    try:
+        return scaled(array, scale)  # (N, 28, 28) -> (N, 28, 28, 1) in 0-1
+    except ImageError as err:
+        raise _bad(f"input {INPUT_NAME}: {err}") from None
 
 
 def _output(

@@ -12,26 +12,28 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 import anyio.to_thread
 import keras
 import numpy as np
+from pydantic import BaseModel
 
-from clearsight.explain import explain, get_method, model_gradients
+from clearsight.choices import METHOD_NAMES, MethodName
+from clearsight.digits import CLASS_NAMES, IMAGE_SIZE, SCALE_MAX
+from clearsight.errors import ImageError, RequestError
+from clearsight.explain import explain, model_gradients
 from clearsight.explain.gradients import PROBABILITIES
-from clearsight.inference.errors import RequestError
 from clearsight.inference.explanations import (
-    API_METHODS,
     FALLBACK_METHOD,
     CostModel,
     ExplainedBatch,
     explain_batch,
 )
-from clearsight.inference.images import ImageError, decode_base64, from_array, to_batch
+from clearsight.inference.images import decode_base64, from_array, to_batch
 from clearsight.inference.provenance import Provenance
 from clearsight.inference.schemas import (
-    CLASS_NAMES,
     EXAMPLE_PNG_BASE64,
     ActivationsRequest,
     ActivationsResponse,
@@ -42,7 +44,6 @@ from clearsight.inference.schemas import (
     ImageResult,
     LayerActivations,
     Metadata,
-    MethodName,
     ModelIdentity,
     PredictRequest,
     PredictResponse,
@@ -109,7 +110,7 @@ class Predictor:
         digit = to_batch([decode_base64(EXAMPLE_PNG_BASE64)])
         for n in (1, 8):
             self.forward(np.repeat(digit, n, axis=0))
-        for method in API_METHODS:
+        for method in METHOD_NAMES:
             options = ExplainOptions(
                 methods=[method], encodings=["float16", "png_heatmap", "png_overlay"]
             )
@@ -134,7 +135,7 @@ class Predictor:
         """Raw maps (N, 28, 28) of ``method`` for each image's predicted class."""
 
         def run() -> np.ndarray:
-            return explain(self.model, x, get_method(method).name, "predicted").maps
+            return explain(self.model, x, method, "predicted").maps
 
         if self._explain_limiter is None:
             self._explain_limiter = anyio.CapacityLimiter(1)
@@ -225,40 +226,30 @@ class Predictor:
 
     # -- description --------------------------------------------------------------------
     def identity(self) -> ModelIdentity:
-        p = self.provenance
-        return ModelIdentity(
-            name=p.name, version=p.version, run_id=p.run_id, bento_model=self.bento_model
-        )
+        return ModelIdentity(**self._provenance_fields(ModelIdentity))
+
+    def _provenance_fields(self, schema: type[BaseModel]) -> dict[str, Any]:
+        """The provenance (and bento model tag) fields that ``schema`` declares."""
+        values = self.provenance.to_dict() | {"bento_model": self.bento_model}
+        return {k: v for k, v in values.items() if k in schema.model_fields}
 
     def metadata(self) -> Metadata:
         p = self.provenance
         defaults = ExplainOptions(budget_ms=self.default_budget_ms)
+        chosen = {"methods", "targets", "encodings", "budget_ms", "parameters"}
         return Metadata(
-            name=p.name,
-            version=p.version,
-            run_id=p.run_id,
-            bento_model=self.bento_model,
-            registry_alias=p.registry_alias,
-            data_digests=p.data_digests,
-            data_contract_hash=p.data_contract_hash,
-            keras_backend=p.keras_backend,
-            trained_with=p.trained_with,
-            imported_at=p.imported_at,
+            **self._provenance_fields(Metadata),
             class_names=CLASS_NAMES,
             input={
-                "shape": [28, 28],
-                "scales": ["0-1", "0-255"],
+                "shape": [IMAGE_SIZE, IMAGE_SIZE],
+                "scales": list(SCALE_MAX),
                 "encoded_formats": ["png", "jpeg"],
                 "polarity": "light digit on dark background, as MNIST",
             },
             explainer=ExplainerDefaults(
-                methods=defaults.methods,
-                targets=defaults.targets,
-                encodings=defaults.encodings,
-                budget_ms=defaults.budget_ms,
-                parameters=defaults.parameters,
+                **defaults.model_dump(include=chosen),
                 fallback_method=FALLBACK_METHOD,
-                available_methods=list(API_METHODS),
+                available_methods=list(METHOD_NAMES),
                 measured_ms_per_image=dict(self.costs.ms_per_row),
             ),
             mlflow_run_url=(

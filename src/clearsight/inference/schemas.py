@@ -12,14 +12,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from clearsight.model import N_CLASSES
+from clearsight.choices import MethodName
+from clearsight.digits import N_CLASSES
 
 MAX_IMAGES_PER_REQUEST = 64
 MAX_ENCODED_IMAGE_CHARS = 4 * 1024 * 1024  # base64 characters of one PNG/JPEG
 
-MethodName = Literal[
-    "integrated_gradients", "grad_cam", "saliency", "smoothgrad", "occlusion", "shap"
-]
 Encoding = Literal["float16", "png_heatmap", "png_overlay"]
 Scale = Literal["0-1", "0-255"]
 TargetMode = Literal["predicted", "top-k", "explicit"]
@@ -27,7 +25,6 @@ ImageStatus = Literal["ok", "degraded", "error"]
 ClassIndex = Annotated[int, Field(ge=0, le=N_CLASSES - 1)]
 Pixel = Annotated[float, Strict()]  # numbers only: true/false are not pixels
 
-CLASS_NAMES = [str(digit) for digit in range(N_CLASSES)]
 DEFAULT_METHODS: list[MethodName] = ["integrated_gradients", "grad_cam"]
 
 # A real MNIST 7 (the embedded subset), PNG: the example the Swagger UI sends.

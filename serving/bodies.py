@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import Message
 
-from clearsight.inference.errors import RequestError
+from clearsight.errors import RequestError
 from clearsight.inference.oip import HEADER_LENGTH, split_binary_body
 from clearsight.inference.schemas import MAX_IMAGES_PER_REQUEST
 

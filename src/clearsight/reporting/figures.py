@@ -10,9 +10,8 @@ import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from clearsight.evaluation import Evaluation
-
-CLASS_NAMES = [str(c) for c in range(10)]
+from clearsight.digits import CLASS_NAMES, N_CLASSES
+from clearsight.model.evaluation import Evaluation
 
 
 def confusion_matrix_figure(evaluation: Evaluation) -> Figure:
@@ -27,8 +26,8 @@ def confusion_matrix_figure(evaluation: Evaluation) -> Figure:
             color = "white" if share[row, col] > 0.5 else "black"
             ax.text(col, row, str(count), ha="center", va="center", fontsize=8, color=color)
     ax.set(
-        xticks=range(10),
-        yticks=range(10),
+        xticks=range(N_CLASSES),
+        yticks=range(N_CLASSES),
         xticklabels=CLASS_NAMES,
         yticklabels=CLASS_NAMES,
         xlabel="predicted",
@@ -92,19 +91,4 @@ def filter_grid(model: keras.Model, layer_name: str) -> Figure:
     for ax, m in zip(axes, maps, strict=False):
         ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
     fig.suptitle(f"{layer_name} filters {kernel.shape[:2]} (red +, blue -)")
-    return fig
-
-
-def class_mean_maps_figure(maps: np.ndarray, labels: np.ndarray, title: str) -> Figure:
-    """One heatmap per class: the mean of ``maps`` over the images of that class."""
-    fig = Figure(figsize=(12, 1.8), layout="constrained")
-    axes = fig.subplots(1, 10)
-    present = [c for c in range(10) if np.any(labels == c)]
-    peak = max((float(maps[labels == c].mean(axis=0).max()) for c in present), default=1.0)
-    for c, ax in enumerate(axes):
-        ax.axis("off")
-        if c in present:
-            ax.imshow(maps[labels == c].mean(axis=0), cmap="magma", vmin=0, vmax=peak or 1.0)
-            ax.set_title(f"{c} (n={int(np.sum(labels == c))})", fontsize=8)
-    fig.suptitle(title)
     return fig

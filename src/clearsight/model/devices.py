@@ -1,7 +1,7 @@
 """Which Keras backend runs, and on what device: logged with every run.
 
 Each backend answers the question differently, so this is one of the two places (with
-``explain.gradients``) that knows about TensorFlow, JAX and PyTorch by name.
+``explain.backends``) that knows about TensorFlow, JAX and PyTorch by name.
 """
 
 from __future__ import annotations

@@ -20,22 +20,11 @@ import numpy as np
 import pandas as pd
 
 from clearsight.config import DataSettings
-from clearsight.data.dataset import IMAGE_SIZE, N_CLASSES
+from clearsight.digits import IMAGE_SIZE, N_CLASSES
+from clearsight.errors import ConfigurationError, DataValidationError
 
 DRIFT_FEATURES = ("mean_intensity", "ink_fraction")
 SUITE_NAME = "clearsight-image-contract"
-
-
-class DataValidationError(Exception):
-    """The data broke the contract; ``report.failures`` lists every failed expectation."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        self.report = report
-        lines = [f"- {f.summary()}" for f in report.failures]
-        super().__init__(
-            f"data contract failed: {len(report.failures)} of {len(report.outcomes)} "
-            "expectations\n" + "\n".join(lines)
-        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +108,7 @@ def load_reference(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise ConfigurationError(
             f"{path}: no reference profile; create one with `clearsight data reference`"
         ) from None
 

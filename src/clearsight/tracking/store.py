@@ -1,4 +1,4 @@
-"""Everything MLflow: where the store is, run tags, dataset inputs, per-epoch metrics, models.
+"""Where the MLflow store is, and what every run records about the code that ran.
 
 The default store is SQLite under ``mlflow/`` with artifacts beside it (``mlflow/artifacts``),
 so a fresh clone tracks runs without a server; ``MLFLOW_TRACKING_URI`` (or the setting) points
@@ -7,32 +7,14 @@ at any other store, e.g. the compose stack's server.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 
-import keras
 import mlflow
-import numpy as np
 
 from clearsight.config import Settings
-from clearsight.data import Splits
-from clearsight.model import INPUT_SHAPE, N_CLASSES
-
-TRACKED_PACKAGES = (
-    "keras",
-    "tensorflow",
-    "jax",
-    "torch",
-    "numpy",
-    "mlflow",
-    "great-expectations",
-    "shap",
-    "prefect",
-    "bentoml",
-)
+from clearsight.packages import BEHAVIOUR, installed_versions
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -88,70 +70,8 @@ def git_state(repo: Path) -> dict[str, str]:
 
 
 def package_versions() -> dict[str, str]:
-    """Versions of the packages that decide a run's behaviour (absent ones skipped)."""
-    versions = {}
-    for name in TRACKED_PACKAGES:
-        try:
-            versions[f"version.{name}"] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def log_split_inputs(splits: Splits) -> None:
-    """``mlflow.log_input`` for train, validation and holdout, named by split, with digests."""
-    contexts = {"train": "training", "validation": "validation", "holdout": "evaluation"}
-    for name, ds in splits.items():
-        dataset = mlflow.data.from_numpy(
-            features=ds.pixels().reshape(len(ds), -1),
-            targets=ds.labels,
-            name=name,
-            digest=ds.digest[:16],
-        )
-        tags = {"sha256": ds.digest, "origin": ds.origin}
-        mlflow.log_input(dataset, context=contexts[name], tags=tags)
-
-
-class EpochMetricsLogger(keras.callbacks.Callback):
-    """Per-epoch loss and accuracy (train and validation) as MLflow metric steps."""
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if logs:
-            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1)
-
-
-def model_signature() -> Any:
-    """float32 (-1, 28, 28, 1) in, float32 (-1, 10) probabilities out."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
-
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), "probabilities")]),
-    )
-
-
-def model_requirements() -> list[str]:
-    """Pinned requirements of the current backend: inference from imports costs ~18 s."""
-    backend_package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[
-        keras.backend.backend()
-    ]
-    names = ["keras", backend_package, "numpy", "mlflow"]
-    return [f"{n}=={importlib.metadata.version(n)}" for n in names]
-
-
-def log_keras_model(model: keras.Model, registered_name: str | None) -> Any:
-    """Log the model (signature, explicit requirements) and register a new version."""
-    import mlflow.keras
-
-    return mlflow.keras.log_model(
-        model,
-        name="model",
-        signature=model_signature(),
-        pip_requirements=model_requirements(),
-        registered_model_name=registered_name,
-        metadata={"keras_backend": keras.backend.backend(), "input_scale": "0-1"},
-    )
+    """``version.<package>`` tags for the packages that decide a run's behaviour."""
+    return {f"version.{k}": v for k, v in installed_versions(BEHAVIOUR).items()}
 
 
 def enable_fast_system_metrics() -> None:

@@ -9,15 +9,10 @@ import keras
 import numpy as np
 
 from clearsight.data.sources import read_image
-from clearsight.explain import explain, get_method, model_gradients
-from clearsight.explain.quality import (
-    fill_images,
-    importance_ranks,
-    oriented,
-    perturbation_curves,
-)
+from clearsight.digits import to_model_input
+from clearsight.explain import explain, get_method
+from clearsight.explain.quality import attribution_curves
 from clearsight.explain.render import overlay_png
-from clearsight.model import to_model_input
 
 
 @dataclass(frozen=True)
@@ -41,16 +36,16 @@ def explain_file(
     model: keras.Model, image: Path, methods: list[str], out_dir: Path
 ) -> ImageExplanation:
     """Read, normalise like MNIST (fit), predict, explain, write overlays, measure deletion."""
+    specs = [get_method(m) for m in methods]  # an unknown name fails before any work
     pixels = read_image(image, "fit")
     x = to_model_input(pixels[None])
     probabilities = keras.ops.convert_to_numpy(model(x, training=False))[0]
     label = int(np.argmax(probabilities))
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, quality = [], {}
-    for method in methods:
-        spec = get_method(method)
+    for spec in specs:
         attribution = explain(model, x, spec.name)
-        path = out_dir / f"{image.stem}_{spec.short}.png"
+        path = out_dir / f"{image.stem}_{spec.name}.png"
         overlay_png(x[0, ..., 0], attribution.maps[0], polarity=spec.ranking, path=path)
         gap = attribution.completeness_gap
         rows.append(
@@ -58,10 +53,7 @@ def explain_file(
                 spec.name, path, attribution.elapsed_s, None if gap is None else float(gap[0])
             )
         )
-        ranks = importance_ranks(oriented(attribution.maps, spec.ranking))
-        curves = perturbation_curves(
-            model_gradients(model), x, attribution.targets, ranks, fill_images(x, "zero")
-        )
-        quality[f"{spec.short}_deletion_auc"] = float(curves.deletion_auc[0])
-        quality[f"{spec.short}_insertion_auc"] = float(curves.insertion_auc[0])
+        curves = attribution_curves(model, x, attribution, spec.ranking, fill="zero")
+        quality[f"{spec.name}_deletion_auc"] = float(curves.deletion_auc[0])
+        quality[f"{spec.name}_insertion_auc"] = float(curves.insertion_auc[0])
     return ImageExplanation(label, float(probabilities[label]), probabilities, rows, quality)

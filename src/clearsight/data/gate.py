@@ -12,13 +12,16 @@ from dataclasses import dataclass
 import pandas as pd
 
 from clearsight.config import Settings
-from clearsight.data import Dataset, HoldoutStore, Splits, load, make_splits, profile_splits
-from clearsight.validation import (
+from clearsight.data.contract import (
     ValidationReport,
     check_contract,
     load_reference,
     report_folder,
 )
+from clearsight.data.dataset import Dataset
+from clearsight.data.profile import profile_splits
+from clearsight.data.sources import load
+from clearsight.data.splits import HoldoutStore, Splits, make_splits
 
 
 @dataclass(frozen=True)

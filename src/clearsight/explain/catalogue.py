@@ -1,4 +1,8 @@
-"""The catalogue of methods and the single entry point ``explain``."""
+"""The catalogue of explanation methods and the single entry point ``explain``.
+
+A method has one name everywhere (``clearsight.choices.MethodName``): the CLI's ``-m``, the
+HTTP API, the web page and the MLflow metric names (``explain_<method>_...``) all use it.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from clearsight.errors import UnknownMethod
 from clearsight.explain import methods
 from clearsight.explain.attribution import Attribution
 from clearsight.explain.shap_attribution import shap_attribution
@@ -19,7 +24,7 @@ Polarity = Literal["positive", "negative", "absolute", "signed"]
 
 @dataclass(frozen=True)
 class Method:
-    """A method, the short name its metrics use, and which pixels count as most important.
+    """A method and which pixels count as most important in its maps.
 
     ``ranking`` is the polarity that orders pixels for deletion/insertion and is the default
     for rendering: plain gradients carry importance in their magnitude whatever the sign,
@@ -27,7 +32,6 @@ class Method:
     """
 
     name: str
-    short: str
     function: Callable[..., Attribution]
     ranking: Polarity
 
@@ -35,23 +39,23 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("saliency", "saliency", methods.saliency, "absolute"),
-        Method("integrated_gradients", "ig", methods.integrated_gradients, "positive"),
-        Method("smoothgrad", "smoothgrad", methods.smoothgrad, "absolute"),
-        Method("gradcam", "gradcam", methods.gradcam, "positive"),
-        Method("occlusion", "occlusion", methods.occlusion, "positive"),
-        Method("shap", "shap", shap_attribution, "positive"),
+        Method("saliency", methods.saliency, "absolute"),
+        Method("integrated_gradients", methods.integrated_gradients, "positive"),
+        Method("smoothgrad", methods.smoothgrad, "absolute"),
+        Method("grad_cam", methods.grad_cam, "positive"),
+        Method("occlusion", methods.occlusion, "positive"),
+        Method("shap", shap_attribution, "positive"),
     )
 }
-_ALIASES = {m.short: m.name for m in METHODS.values()} | {"grad_cam": "gradcam"}
 
 
 def get_method(name: str) -> Method:
-    """A method by full or short name ("integrated_gradients" or "ig")."""
-    key = _ALIASES.get(name, name)
-    if key not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
-    return METHODS[key]
+    """A method by its name; an unknown name is a one-line ``UnknownMethod`` error."""
+    if name not in METHODS:
+        raise UnknownMethod(
+            f"unknown explanation method {name!r}; choose from {', '.join(METHODS)}"
+        )
+    return METHODS[name]
 
 
 def explain(

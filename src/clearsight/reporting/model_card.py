@@ -4,8 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from clearsight.choices import METHOD_NAMES
 from clearsight.data import Splits
-from clearsight.evaluation import Evaluation
+from clearsight.digits import N_CLASSES
+from clearsight.model.evaluation import Evaluation
+
+# What a reader of the card needs per method; the run's quality.md has every number.
+CARD_COLUMNS = {
+    "completeness_gap_median": "completeness gap (median)",
+    "deletion_auc_zero": "deletion AUC (lower is better)",
+    "insertion_auc_zero": "insertion AUC (higher is better)",
+    "stability_spearman_median": "stability under noise (Spearman)",
+    "randomization_spearman_conv1": "sanity: Spearman after randomising to conv1 (near 0 is good)",
+}
+ORDERINGS = (*METHOD_NAMES, "random", "sobel")
+
+
+def explanation_section(metrics: dict[str, float]) -> list[str]:
+    """The explanation-quality table of the card: one row per method and baseline ordering."""
+    rows = []
+    for method in ORDERINGS:
+        cells = [metrics.get(f"explain_{method}_{key}") for key in CARD_COLUMNS]
+        if any(cell is not None for cell in cells):
+            shown = ["" if cell is None else f"{cell:.4g}" for cell in cells]
+            rows.append(f"| {method} | " + " | ".join(shown) + " |")
+    n = int(metrics.get("explain_n_images", 0))
+    return [
+        "## Explanation quality",
+        f"Measured on {n} fixed holdout digits (`explanations/quality.md` has every number; "
+        "deletion and insertion replace pixels with black, in the order each map ranks them).",
+        "",
+        "| method | " + " | ".join(CARD_COLUMNS.values()) + " |",
+        "|---|" + "---|" * len(CARD_COLUMNS),
+        *rows,
+    ]
 
 
 def render_model_card(
@@ -47,19 +79,15 @@ def render_model_card(
         f"- accuracy **{evaluation.accuracy:.4f}**, macro F1 {evaluation.macro_f1:.4f}, "
         f"log-loss {evaluation.log_loss:.4f}",
         "",
-        "| class | " + " | ".join(str(c) for c in range(10)) + " |",
-        "|---|" + "---|" * 10,
+        "| class | " + " | ".join(str(c) for c in range(N_CLASSES)) + " |",
+        "|---|" + "---|" * N_CLASSES,
         f"| recall | {recalls} |",
         "",
         "## Training",
         *(f"- {k}: `{v}`" for k, v in sorted(params.items())),
     ]
     if explanation_metrics:
-        lines += [
-            "",
-            "## Explanation quality",
-            *(f"- {k}: {v:.4g}" for k, v in sorted(explanation_metrics.items())),
-        ]
+        lines += ["", *explanation_section(explanation_metrics)]
     lines += [
         "",
         "## Limits",

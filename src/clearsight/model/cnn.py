@@ -4,7 +4,7 @@ The seed (section 5.2) is Conv2D(32, 3x3, relu) -> MaxPool(2) -> Conv2D(64, 3x3,
 MaxPool(2) -> Flatten -> Dense(10, softmax). Here the last Dense emits logits and a separate
 float32 softmax gives probabilities: explanations differentiate the logits (no saturation),
 mixed precision keeps the output in float32, and the model still outputs probabilities.
-Inputs are float32 (N, 28, 28, 1) with pixels scaled to 0-1.
+Inputs are float32 (N, 28, 28, 1) with pixels scaled to 0-1 (``digits.to_model_input``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
-import numpy as np
 
-INPUT_SHAPE = (28, 28, 1)
-N_CLASSES = 10
+from clearsight.digits import INPUT_SHAPE, N_CLASSES
+
 LOGITS_LAYER = "logits"
 LAST_CONV_LAYER = "conv2"
 
@@ -50,12 +49,6 @@ def build_cnn(arch: Architecture | None = None, name: str = "clearsight_cnn") ->
         logits
     )
     return keras.Model(inputs, probabilities, name=name)
-
-
-def to_model_input(pixels: np.ndarray) -> np.ndarray:
-    """uint8 or 0-255 images (N, 28, 28[, 1]) -> float32 (N, 28, 28, 1) in 0-1."""
-    x = np.asarray(pixels, dtype=np.float32) / 255.0
-    return x[..., None] if x.ndim == 3 else x
 
 
 def logits_model(model: keras.Model) -> keras.Model:

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from sklearn import metrics as skm
 
-from clearsight.model import N_CLASSES, to_model_input
+from clearsight.digits import N_CLASSES, to_model_input
 
 
 @dataclass(frozen=True)

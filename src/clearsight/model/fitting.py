@@ -19,8 +19,10 @@ import keras
 import numpy as np
 
 from clearsight.config import TrainSettings
-from clearsight.devices import DeviceInfo, detect_device
-from clearsight.model import INPUT_SHAPE, Architecture, build_cnn, to_model_input
+from clearsight.digits import INPUT_SHAPE, to_model_input
+from clearsight.errors import TrainingError
+from clearsight.model.cnn import Architecture, build_cnn
+from clearsight.model.devices import DeviceInfo, detect_device
 
 
 @dataclass
@@ -189,7 +191,9 @@ def train(
         verbose=verbose,
     )
     if any(math.isnan(v) for v in history.history.get("loss", [])):
-        raise FloatingPointError("training diverged (NaN loss); lower the learning rate")
+        raise TrainingError(
+            "training diverged (NaN loss); lower the learning rate (--learning-rate)"
+        )
     params["best_epoch"] = int(np.argmin(history.history["val_loss"])) + 1
     if params["dtype_policy"] != "float32":
         model = float32_copy(model, arch)

@@ -2,21 +2,18 @@
 
 The Prefect flow (``flows/retrain.py``) only sequences library calls; the words and tables a
 person reads about a run are composed here, so the CLI and the flow say the same thing.
+No MLflow import: the parts arrive as plain values.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from clearsight.data import Dataset
-from clearsight.data.splits import fixed_panel
-from clearsight.experiment import TrainingRun
-from clearsight.model import to_model_input
-from clearsight.registry import Decision, ExplanationScorer
-from clearsight.validation import ValidationReport
+if TYPE_CHECKING:
+    from clearsight.data.contract import ValidationReport
+    from clearsight.promotion import Decision
+    from clearsight.tracking.run import TrainingRun
 
 HEADLINE_METRICS = (
     "holdout_accuracy",
@@ -25,7 +22,7 @@ HEADLINE_METRICS = (
     "holdout_min_class_recall",
     "latency_p95_ms",
     "model_mb",
-    "explain_ig_completeness_gap_median",
+    "explain_integrated_gradients_completeness_gap_median",
 )
 
 
@@ -106,21 +103,3 @@ class RetrainSummary:
             )
             + "\n"
         )
-
-
-def explanation_scorer(panel_size: int) -> ExplanationScorer:
-    """Integrated-gradients quality on the fixed holdout panel, for the promotion policy.
-
-    Only what the policy checks (completeness, deletion against random) is computed: the full
-    report with every method and the sanity check belongs to the training run.
-    """
-
-    def score(model: keras.Model, holdout: Dataset) -> dict[str, float]:
-        from clearsight.explain.quality import quality_report
-
-        panel = fixed_panel(holdout.labels, panel_size)
-        x = to_model_input(holdout.pixels()[panel])
-        report = quality_report(model, x, methods=("integrated_gradients",), randomize=False)
-        return report.metrics
-
-    return score

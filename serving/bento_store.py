@@ -1,5 +1,8 @@
 """From the MLflow registry to a self-contained bento: import the champion, build, export.
 
+BentoML-specific, so it lives in the serving adapter; ``clearsight serve`` and
+``clearsight build-service`` load it from the checkout, and the retrain flow calls it.
+
 ``import_model`` copies a registry version (``@champion`` by default) into the BentoML model
 store as ``<registered name>:v<version>-<run id>``: the ``.keras`` file plus its provenance
 (registered name and version, run id, data digests, contract hash, package versions) as model
@@ -13,7 +16,6 @@ BENTOML_HOME decides where the stores are (``~/bentoml`` by default, as BentoML'
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,8 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clearsight.errors import RegistryError
+from clearsight.choices import CHAMPION
+from clearsight.errors import ConfigurationError, RegistryError
 from clearsight.inference.provenance import Provenance
+from clearsight.packages import SERVING, for_backend, pinned
 
 if TYPE_CHECKING:
     import keras
@@ -35,22 +39,6 @@ SERVICE_IMPORT = "serving.service:Clearsight"
 SERVICE_MODULE = "serving.service"
 BENTO_NAME = "clearsight"
 MODEL_ARGUMENT = "model"
-
-# What the service process imports (TensorFlow backend); pinned to this environment's versions.
-SERVING_PACKAGES = (
-    "bentoml",
-    "fastapi",
-    "keras",
-    "tensorflow",
-    "numpy",
-    "pandas",
-    "pillow",
-    "matplotlib",
-    "opencv-python-headless",
-    "shap",
-    "pydantic",
-    "pydantic-settings",
-)
 
 
 @dataclass(frozen=True)
@@ -83,13 +71,13 @@ def _metadata(provenance: Provenance) -> dict[str, Any]:
     return {k: v for k, v in provenance.to_dict().items() if v is not None}
 
 
-def import_model(settings: Settings, ref: str = "champion") -> ImportedModel:
+def import_model(settings: Settings, ref: str = CHAMPION) -> ImportedModel:
     """Copy a registry model (alias or version number) with its provenance into BentoML."""
     import bentoml
     from bentoml.exceptions import NotFound
     from mlflow.exceptions import MlflowException
 
-    from clearsight.registry import load_model_ref, resolve_version
+    from clearsight.tracking.registry import load_model_ref, resolve_version
 
     client, name, version = resolve_version(settings, ref)
     try:
@@ -122,8 +110,8 @@ def import_model(settings: Settings, ref: str = "champion") -> ImportedModel:
 
 def preferred_alias(aliases: list[str]) -> str | None:
     """The alias to report for a version imported by number: champion if it is one."""
-    if "champion" in aliases:
-        return "champion"
+    if CHAMPION in aliases:
+        return CHAMPION
     return min(aliases) if aliases else None
 
 
@@ -139,26 +127,22 @@ def load_stored_model(stored: StoredModel) -> keras.Model:
     return keras.saving.load_model(stored.path_of(MODEL_FILE), compile=False)
 
 
-def serving_requirements() -> list[str]:
-    """The serving packages pinned to the versions installed here."""
-    pinned = []
-    for name in SERVING_PACKAGES:
-        try:
-            pinned.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return pinned
+def serving_requirements(backend: str = "tensorflow") -> list[str]:
+    """The serving packages (with the backend's) pinned to the versions installed here."""
+    return pinned(for_backend(SERVING, backend))
 
 
 def source_root(settings: Settings) -> Path:
     """The checkout holding ``serving/``: a bento is built from source, not from a wheel."""
     root = settings.home
     if not (root / "serving" / "service.py").is_file():
-        raise RegistryError(f"{root} holds no serving/service.py: build from a source checkout")
+        raise ConfigurationError(
+            f"{root} holds no serving/service.py: build from a source checkout"
+        )
     return root
 
 
-def build_service(settings: Settings, ref: str = "champion") -> BuiltService:
+def build_service(settings: Settings, ref: str = CHAMPION) -> BuiltService:
     """Import the registry's model (``@champion`` by default) and build the bento serving it."""
     import bentoml
 

@@ -1,0 +1,122 @@
+"""A training run's files: evaluation pictures and tables, explanations, activations, quality.
+
+Everything is written under stable relative paths of one folder, which ``tracking.run`` logs
+as the run's artifacts, so the MLflow UI shows run against run:
+
+    evaluation/confusion_matrix.png       holdout counts, row-normalised colour
+    evaluation/misclassified.png          the most confident mistakes
+    evaluation/per_class_metrics.csv      precision, recall and support per class
+    training/learning_curves.png          loss and accuracy per epoch
+    model/filters_<layer>.png             the conv kernels
+    activations/activations_<layer>.png   every conv and pool layer, panel rows x channels
+    explanations/panel.png                saliency, IG, SmoothGrad, Grad-CAM, occlusion
+    explanations/shap_image_plot.png      SHAP's own image plot (predicted class)
+    explanations/shap_class_mean.png      mean |SHAP| per true class
+    explanations/quality.md               completeness, deletion/insertion, sanity, stability
+
+Explanations are computed on the fixed holdout panel (``data.holdout_panel``), the same
+digits in every run and in every promotion.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from clearsight.data import Dataset
+from clearsight.digits import to_model_input
+from clearsight.explain import activations, explain, shap_attribution
+from clearsight.explain.quality import quality_report
+from clearsight.explain.render import (
+    activation_grid_pngs,
+    class_mean_maps_figure,
+    figure_png,
+    panel_figure,
+)
+from clearsight.model.evaluation import Evaluation
+from clearsight.reporting import figures
+
+PANEL_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam", "occlusion")
+ACTIVATION_LAYERS = ("conv1", "pool1", "conv2", "pool2")
+FILTER_LAYERS = ("conv1", "conv2")
+
+
+def write_evaluation_artifacts(
+    model: keras.Model,
+    evaluation: Evaluation,
+    history: dict[str, list[float]],
+    holdout_pixels: np.ndarray,
+    out_dir: Path,
+) -> None:
+    """Confusion matrix, mistakes, per-class table, learning curves and filters."""
+    figure_png(
+        figures.confusion_matrix_figure(evaluation), out_dir / "evaluation/confusion_matrix.png"
+    )
+    figure_png(
+        figures.misclassified_gallery(holdout_pixels, evaluation),
+        out_dir / "evaluation/misclassified.png",
+    )
+    figure_png(figures.learning_curves_figure(history), out_dir / "training/learning_curves.png")
+    for layer in FILTER_LAYERS:
+        figure_png(figures.filter_grid(model, layer), out_dir / f"model/filters_{layer}.png")
+    rows = ["class,precision,recall,support"]
+    support = evaluation.confusion.sum(axis=1)
+    for c, (p, r) in enumerate(
+        zip(evaluation.per_class_precision, evaluation.per_class_recall, strict=True)
+    ):
+        rows.append(f"{c},{p:.4f},{r:.4f},{support[c]}")
+    (out_dir / "evaluation/per_class_metrics.csv").write_text("\n".join(rows) + "\n")
+
+
+def shap_image_plot(values: np.ndarray, x: np.ndarray, path: Path) -> None:
+    """SHAP's own image plot (it draws with pyplot, so close the figure afterwards)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import shap
+
+    shap.image_plot([values[..., None]], x, show=False)
+    figure = plt.gcf()
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def write_explanation_artifacts(
+    model: keras.Model, panel: Dataset, background: Dataset, out_dir: Path
+) -> dict[str, float]:
+    """Write the pictures and the quality report of ``panel``; returns the quality metrics."""
+    x = to_model_input(panel.pixels())
+    labels = panel.labels
+    (out_dir / "activations").mkdir(parents=True, exist_ok=True)
+    (out_dir / "explanations").mkdir(parents=True, exist_ok=True)
+
+    layers = activations(model, x)
+    activation_grid_pngs(
+        {n: layers[n] for n in ACTIVATION_LAYERS if n in layers}, out_dir=out_dir / "activations"
+    )
+
+    attributions = [explain(model, x, method) for method in PANEL_METHODS]
+    predicted = attributions[0].targets
+    titles = [f"true {t}, pred {p}" for t, p in zip(labels, predicted, strict=True)]
+    figure_png(panel_figure(x, attributions, labels=titles), out_dir / "explanations/panel.png")
+
+    rng = np.random.default_rng(0)
+    reference = background.pixels()[rng.choice(len(background), 100, replace=False)]
+    shap_maps = shap_attribution(model, x, background=to_model_input(reference))
+    first_of_each_class = slice(0, 10)  # one row per digit keeps SHAP's tall plot readable
+    shap_image_plot(
+        shap_maps.maps[first_of_each_class],
+        x[first_of_each_class],
+        out_dir / "explanations/shap_image_plot.png",
+    )
+    figure_png(
+        class_mean_maps_figure(np.abs(shap_maps.maps), labels, "mean |SHAP|"),
+        out_dir / "explanations/shap_class_mean.png",
+    )
+
+    report = quality_report(model, x)
+    (out_dir / "explanations/quality.md").write_text(report.to_markdown())
+    return report.metrics

@@ -1,0 +1,175 @@
+"""Registry state in MLflow: aliases, champion history, loading versions, rollback.
+
+Aliases: ``challenger`` always moves to the newest scored version; ``champion`` moves only
+when the policy (``clearsight.promotion``) passes, and the replaced champion becomes
+``previous-champion``. A registered-model tag keeps the champion history, so ``rollback`` can
+be repeated. Every expected failure is a one-line ``RegistryError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from clearsight.choices import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+from clearsight.config import Settings
+from clearsight.data import Dataset, holdout_panel
+from clearsight.errors import RegistryError
+from clearsight.tracking.store import configure
+
+if TYPE_CHECKING:  # Keras (and its backend) load only when a model does: `models` stays quick
+    import keras
+
+    from clearsight.promotion import Decision
+
+HISTORY_TAG = "champion_history"
+
+
+def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
+def champion_history(client: MlflowClient, model: str) -> list[str]:
+    tags = client.get_registered_model(model).tags
+    return [v for v in tags.get(HISTORY_TAG, "").split(",") if v]
+
+
+def _set_champion(client: MlflowClient, model: str, history: list[str]) -> None:
+    """Point champion at the last of ``history`` and previous-champion at the one before."""
+    client.set_registered_model_tag(model, HISTORY_TAG, ",".join(history))
+    client.set_registered_model_alias(model, CHAMPION, history[-1])
+    if len(history) > 1:
+        client.set_registered_model_alias(model, PREVIOUS_CHAMPION, history[-2])
+    else:
+        with contextlib.suppress(MlflowException):
+            client.delete_registered_model_alias(model, PREVIOUS_CHAMPION)
+
+
+def load_version(model: str, version: str, folder: Path) -> keras.Model:
+    import mlflow.keras
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return mlflow.keras.load_model(f"models:/{model}/{version}", dst_path=str(folder))
+
+
+def resolve_version(settings: Settings, ref: str) -> tuple[MlflowClient, str, str]:
+    """(client, registered name, version) for an alias (``champion``...) or a version number."""
+    configure(settings)
+    client = MlflowClient()
+    name = settings.tracking.registered_model
+    version = ref if ref.isdigit() else alias_version(client, name, ref)
+    if version is None:
+        raise RegistryError(f"'{name}' has no model with alias '{ref}'; train and promote first")
+    return client, name, version
+
+
+def load_model_ref(settings: Settings, ref: str, folder: Path) -> tuple[keras.Model, str]:
+    """A model by alias (``champion``, ``challenger``...) or version number; returns its version."""
+    _, name, version = resolve_version(settings, ref)
+    try:
+        return load_version(name, version, folder), version
+    except MlflowException as err:
+        raise RegistryError(f"cannot load {name} v{version}: {str(err).splitlines()[0]}") from None
+
+
+def latest_version(client: MlflowClient, model: str) -> str:
+    versions = client.search_model_versions(f"name='{model}'")
+    if not versions:
+        raise RegistryError(f"registered model '{model}' has no versions; train one first")
+    return str(max(int(v.version) for v in versions))
+
+
+def evaluate_and_promote(
+    settings: Settings,
+    holdout: Dataset,
+    challenger_version: str | None = None,
+    *,
+    check_explanations: bool = True,
+) -> Decision:
+    """Score challenger and champion on the holdout, decide, move aliases, log the decision.
+
+    Both are scored in this process on the same holdout and, unless ``check_explanations`` is
+    off, on the same explanation panel (``settings.explain.panel_size`` images).
+    """
+    from clearsight.promotion import decide, score
+
+    configure(settings)
+    client = MlflowClient()
+    panel = holdout_panel(holdout, settings.explain.panel_size) if check_explanations else None
+    name = settings.tracking.registered_model
+    version = challenger_version or latest_version(client, name)
+    champion_version = alias_version(client, name, CHAMPION)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        challenger = score(load_version(name, version, Path(tmp) / "c"), version, holdout, panel)
+        champion = None
+        if champion_version and champion_version != version:
+            champion = score(
+                load_version(name, champion_version, Path(tmp) / "p"),
+                champion_version,
+                holdout,
+                panel,
+            )
+    decision = decide(challenger, champion, settings.promotion, name)
+    if decision.promoted:
+        _set_champion(client, name, [*champion_history(client, name), version])
+    record_decision(client, decision)
+    return decision
+
+
+def record_decision(client: MlflowClient, decision: Decision) -> None:
+    """The decision as artifacts and tags of the challenger's run and model version."""
+    mv = client.get_model_version(decision.model, decision.challenger_version)
+    verdict = "promoted" if decision.promoted else "rejected"
+    if mv.run_id:
+        client.log_text(mv.run_id, decision.to_markdown(), "promotion/decision.md")
+        client.log_dict(mv.run_id, decision.to_dict(), "promotion/decision.json")
+        client.set_tag(mv.run_id, "promotion.verdict", verdict)
+        client.set_tag(mv.run_id, "promotion.reason", decision.reason[:500])
+        for key, value in decision.challenger_metrics.items():
+            client.log_metric(mv.run_id, f"promotion.{key}", value)
+    client.set_model_version_tag(decision.model, decision.challenger_version, "promotion", verdict)
+
+
+def _registered(settings: Settings) -> tuple[MlflowClient, str, list[str]]:
+    """(client, registered name, champion history); a clear error when there is no model."""
+    configure(settings)
+    client = MlflowClient()
+    name = settings.tracking.registered_model
+    try:
+        return client, name, champion_history(client, name)
+    except MlflowException:
+        raise RegistryError(
+            f"registered model '{name}' does not exist yet; train one first"
+        ) from None
+
+
+def rollback(settings: Settings) -> tuple[str, str]:
+    """Make the previous champion the champion again; returns (from_version, to_version)."""
+    client, name, history = _registered(settings)
+    if len(history) < 2:
+        raise RegistryError(f"'{name}' has no previous champion to roll back to")
+    current = history.pop()
+    _set_champion(client, name, history)
+    client.set_model_version_tag(name, current, "rolled_back", "true")
+    return current, history[-1]
+
+
+def registry_state(settings: Settings) -> dict[str, Any]:
+    """Aliases and history, for the CLI and flow summaries."""
+    client, name, history = _registered(settings)
+    return {
+        "model": name,
+        CHAMPION: alias_version(client, name, CHAMPION),
+        CHALLENGER: alias_version(client, name, CHALLENGER),
+        PREVIOUS_CHAMPION: alias_version(client, name, PREVIOUS_CHAMPION),
+        "history": history,
+    }
