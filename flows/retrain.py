@@ -2,9 +2,12 @@
 build the service (after a promotion).
 
 No ML logic lives here: each task is one library call, and the flow adds what an
-orchestrator is for: retries with backoff around I/O, timeouts, readable run names,
-Markdown artifacts, a typed return value. Locally it runs on Prefect's ephemeral API;
-``PREFECT_API_URL`` points it at a server.
+orchestrator is for: retries with backoff around I/O faults only (``retry_on_io_fault``: a
+broken data contract or any other ``ClearsightError`` fails at once, with one report),
+timeouts, readable run names, Markdown artifacts, a typed return value. The registry part
+(evaluate, promote, build the new champion's bento) holds the ``clearsight-registry`` slot
+(``flows/registry_lock.py``), so concurrent retrains move aliases one after the other.
+Locally it runs on Prefect's ephemeral API; ``PREFECT_API_URL`` points it at a server.
 
     uv run python flows/retrain.py                      # one retrain on the embedded data
     uv run python flows/retrain.py --source idx --path ~/mnist
@@ -22,22 +25,58 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from prefect import flow, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+from prefect.task_engine import TaskRunTimeoutError
 from prefect.tasks import exponential_backoff
 
 from clearsight.config import Settings
 from clearsight.data.gate import GatedData
+from clearsight.errors import ClearsightError
+from clearsight.offline import quiet_output
 from clearsight.promotion import Decision
 from clearsight.reporting.retrain_summary import RetrainSummary
 from clearsight.tracking.run import TrainingRun
+from flows.registry_lock import persist_leases, registry_slot
 
 # The temporary local server can take 20 s or more to start on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+quiet_output()  # an entry point: TensorFlow's C++ log and MLflow's bars stay quiet
+
+
+def is_io_fault(error: BaseException | None) -> bool:
+    """Worth another attempt: an ``OSError`` (a store or server briefly unreachable, a full
+    or flaky disk, a connection reset), raised directly or as the cause of another error.
+
+    Never a ``ClearsightError`` (a broken data contract, an unreadable source, a diverged
+    model: the same input fails the same way again, and each attempt would publish another
+    report), nor the task's own timeout (it already spent its whole budget).
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ClearsightError | TaskRunTimeoutError):
+            return False
+        if isinstance(error, OSError):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def retry_on_io_fault(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Prefect's ``retry_condition_fn``: the failed state carries the exception as its data."""
+    return is_io_fault(state.data if isinstance(state.data, BaseException) else None)
+
 
 # Inputs are arrays and settings objects: never hash them for caching (slow, meaningless).
-IO_RETRIES = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=5)}
+IO_RETRIES = {
+    "retries": 2,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=5),
+    "retry_condition_fn": retry_on_io_fault,
+}
 
 
 @task(
@@ -67,9 +106,20 @@ def validate_data(settings: Settings) -> GatedData:
     return gated
 
 
-@task(name="train-model", cache_policy=NO_CACHE, timeout_seconds=3 * 3600, retries=1)
+@task(
+    name="train-model",
+    cache_policy=NO_CACHE,
+    timeout_seconds=3 * 3600,
+    retries=1,
+    retry_condition_fn=retry_on_io_fault,
+)
 def train_model(settings: Settings, gated: GatedData) -> TrainingRun:
-    """Train and log one complete MLflow run; registers a new model version."""
+    """Train and log one complete MLflow run; registers a new model version.
+
+    Safe to retry: the version is registered as the run's last step and removed again if the
+    run fails after all, so a failed attempt leaves a FAILED run and no version, and the retry
+    one complete run with exactly one version.
+    """
     from clearsight.tracking.run import run_training
 
     return run_training(settings, gated, verbose=2)
@@ -109,6 +159,36 @@ def build_service(settings: Settings, version: str) -> str:
     return built.bento_tag
 
 
+@task(name="notify-service", cache_policy=NO_CACHE, timeout_seconds=60)
+def notify_service(settings: Settings) -> str:
+    """Tell the running service the champion moved (``POST /admin/reload``).
+
+    A warning, never a failure: the service also polls its alias and swaps by itself.
+    """
+    from clearsight.errors import ServiceError
+    from clearsight.inference.client import request_reload
+
+    assert settings.service_url is not None
+    try:
+        return request_reload(settings.service_url, os.environ.get("CLEARSIGHT_API_KEY"))
+    except ServiceError as err:
+        get_run_logger().warning("service not told (it will notice by itself): %s", err)
+        return f"not told: {err.one_line()}"
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE, timeout_seconds=120, **IO_RETRIES)
+def publish_summary(summary: RetrainSummary) -> None:
+    """The summary as a Prefect artifact and as the MLflow run's description."""
+    from clearsight.tracking.run import describe
+
+    create_markdown_artifact(
+        markdown=summary.to_markdown(),
+        key="retrain-summary",
+        description=f"{summary.model} v{summary.version}",
+    )
+    describe(summary.run_id, summary.to_markdown())
+
+
 @flow(name="retrain", flow_run_name="retrain-{source}", timeout_seconds=4 * 3600, log_prints=True)
 def retrain(
     source: str = "embedded",
@@ -117,7 +197,14 @@ def retrain(
     seed: int | None = None,
 ) -> RetrainSummary:
     """Validate the data, train a challenger, promote it if it beats the champion, and then
-    build the bento that serves the new champion."""
+    build the bento that serves the new champion.
+
+    Only the registry part holds the ``clearsight-registry`` slot: validating and training
+    (minutes to hours, and they touch no alias) run side by side with other retrains, while
+    reading the champion, moving aliases and building the bento for the new champion happen
+    one retrain at a time. The build is inside too, so the last bento built always serves the
+    current champion.
+    """
     from clearsight.tracking.registry import registry_state
 
     settings = (
@@ -127,16 +214,15 @@ def retrain(
     )
     gated = validate_data(settings)
     run = train_model(settings, gated)
-    decision = evaluate_and_promote(settings, gated, run)
-    champion = registry_state(settings)["champion"]
-    summary = RetrainSummary.from_parts(run, decision, gated.report, champion)
-    if decision.promoted:
-        summary.service = build_service(settings, decision.challenger_version)
-    create_markdown_artifact(
-        markdown=summary.to_markdown(),
-        key="retrain-summary",
-        description=f"{summary.model} v{summary.version}",
-    )
+    with registry_slot():
+        decision = evaluate_and_promote(settings, gated, run)
+        champion = registry_state(settings)["champion"]
+        summary = RetrainSummary.from_parts(run, decision, gated.report, champion)
+        if decision.promoted:
+            summary.service = build_service(settings, decision.challenger_version)
+    if decision.promoted and settings.service_url:
+        notify_service(settings)
+    publish_summary(summary)
     print(summary.to_markdown())
     return summary
 
@@ -148,6 +234,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--seed", type=int)
     args = parser.parse_args()
+    persist_leases()  # the temporary server this starts keeps the registry slot's lease on disk
     retrain(source=args.source, path=args.path, epochs=args.epochs, seed=args.seed)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clearsight.choices import CHAMPION
-from clearsight.errors import ConfigurationError, RegistryError
+from clearsight.errors import ConfigurationError
 from clearsight.inference.provenance import Provenance
 from clearsight.packages import SERVING, for_backend, pinned
 
@@ -75,17 +75,11 @@ def import_model(settings: Settings, ref: str = CHAMPION) -> ImportedModel:
     """Copy a registry model (alias or version number) with its provenance into BentoML."""
     import bentoml
     from bentoml.exceptions import NotFound
-    from mlflow.exceptions import MlflowException
 
-    from clearsight.tracking.registry import load_model_ref, resolve_version
+    from clearsight.tracking.registry import describe_version, load_model_ref
 
-    client, name, version = resolve_version(settings, ref)
-    try:
-        model_version = client.get_model_version(name, version)
-        run_id = model_version.run_id
-        tags = client.get_run(run_id).data.tags if run_id else {}
-    except MlflowException as err:
-        raise RegistryError(f"cannot read {name} v{version}: {str(err).splitlines()[0]}") from None
+    info = describe_version(settings, ref)
+    name, version, run_id, tags = info.name, info.version, info.run_id, info.run_tags
     tag = model_tag(name, version, run_id)
     try:
         stored = bentoml.models.get(tag)
@@ -97,7 +91,7 @@ def import_model(settings: Settings, ref: str = CHAMPION) -> ImportedModel:
         version,
         run_id,
         tags,
-        registry_alias=ref if not ref.isdigit() else preferred_alias(model_version.aliases),
+        registry_alias=ref if not ref.isdigit() else preferred_alias(list(info.aliases)),
         imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     with tempfile.TemporaryDirectory() as tmp:

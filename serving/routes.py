@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 import bentoml
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,13 +23,16 @@ from starlette.staticfiles import StaticFiles
 
 from clearsight.errors import RequestError
 from clearsight.inference import oip
+from clearsight.inference.live import LiveModel
 from clearsight.inference.schemas import (
     ActivationsRequest,
     ActivationsResponse,
     ErrorResponse,
+    LiveState,
     Metadata,
     PredictRequest,
     PredictResponse,
+    RefusalInfo,
     example_requests,
 )
 from serving import bodies
@@ -74,9 +78,15 @@ def adapting_route(adapt: Callable[[Request], Awaitable[Request | None]]) -> typ
 def service() -> Any:
     """The running ``Clearsight`` instance, refusing requests until it has warmed up."""
     svc = bentoml.get_current_service()
-    if svc is None or not svc.predictor.ready:
+    if svc is None or not svc.holder.current.predictor.ready:
         raise RequestError(503, "not_ready", "the model is warming up; retry shortly")
     return svc
+
+
+def live_model() -> LiveModel:
+    """The model that answers this request, read once: a swap during the request does not
+    change it, so every request is answered by exactly one model version."""
+    return service().holder.current
 
 
 def json_response(model: Any, status: int = 200) -> Response:
@@ -117,7 +127,8 @@ async def predict(
     false. Each image has a status: ok, degraded (an explanation was substituted or failed)
     or error (unreadable; the other images are still answered)."""
     svc = service()
-    response = await svc.predictor.predict(body, svc.batcher)
+    live = svc.holder.current
+    response = await live.predictor.predict(body, live.forward)
     svc.observe(response)
     return json_response(response)
 
@@ -131,7 +142,7 @@ async def predict(
 )
 async def layer_activations(body: ActivationsRequest) -> Response:
     """What each layer 'sees': the channels of conv1, pool1, conv2 and pool2 as PNG strips."""
-    return json_response(service().predictor.activations(body))
+    return json_response(live_model().predictor.activations(body))
 
 
 @app.get(
@@ -143,13 +154,50 @@ async def layer_activations(body: ActivationsRequest) -> Response:
 )
 async def metadata() -> Response:
     """The served model: registry name and version, run id, data digests, classes, explainer
-    defaults and each method's measured cost."""
-    return json_response(service().predictor.metadata())
+    defaults and each method's measured cost, and its live-swap state."""
+    holder = service().holder
+    live = holder.current
+    refusal = holder.last_refusal
+    state = LiveState(
+        following=holder.following,
+        live_since=live.live_since,
+        swaps=holder.swaps,
+        last_refusal=RefusalInfo(**vars(refusal)) if refusal else None,
+    )
+    return json_response(live.predictor.metadata().model_copy(update={"live": state}))
+
+
+@app.post(
+    "/admin/reload",
+    responses=ERRORS | {409: {"model": ErrorResponse, "description": "Not following an alias"}},
+    tags=["admin"],
+    dependencies=API_KEY,
+    status_code=202,
+)
+async def reload(wait: bool = False, force: bool = False) -> JSONResponse:
+    """Check the followed registry alias now (the retrain flow calls this after a promotion).
+
+    Without ``wait``: 202 at once, the check runs in the background. With ``wait=true``: the
+    outcome (unchanged, swapped, refused, unreachable). ``force`` retries a refused version.
+    """
+    svc = service()
+    if svc.follower is None:
+        raise RequestError(
+            409,
+            "not_following",
+            "this service serves a pinned model; set CLEARSIGHT_SERVING__FOLLOW_ALIAS to follow",
+        )
+    if not wait:
+        svc.follower.wake(force=force)
+        body = {"status": "checking", "following": svc.follower.alias}
+        return JSONResponse(body | {"version": svc.holder.current.version}, status_code=202)
+    result = await anyio.to_thread.run_sync(lambda: svc.follower.check(force=force))
+    return JSONResponse(result.to_dict() | {"live_version": svc.holder.current.version})
 
 
 # -- Open Inference Protocol v2 ------------------------------------------------------------
-def _model(svc: Any, name: str, version: str | None = None) -> tuple[str, str]:
-    provenance = svc.predictor.provenance
+def _model(live: LiveModel, name: str, version: str | None = None) -> tuple[str, str]:
+    provenance = live.predictor.provenance
     if name != provenance.name or version not in (None, provenance.version):
         wanted = f"{name}" + (f" version {version}" if version else "")
         raise RequestError(
@@ -176,34 +224,35 @@ async def server_ready() -> dict[str, bool]:
     return {"ready": True}
 
 
-@oip_router.get(
-    "/models/{name}",
-    response_model=oip.ModelMetadata,
-    responses=ERRORS,
-    tags=["open inference protocol"],
-)
-async def model_metadata(name: str) -> oip.ModelMetadata:
-    return oip.model_metadata(*_model(service(), name))
+OIP = {"responses": ERRORS, "tags": ["open inference protocol"]}
 
 
-@oip_router.get("/models/{name}/ready", responses=ERRORS, tags=["open inference protocol"])
-async def model_ready(name: str) -> dict[str, Any]:
-    _model(service(), name)
+@oip_router.get("/models/{name}", response_model=oip.ModelMetadata, **OIP)
+@oip_router.get("/models/{name}/versions/{version}", response_model=oip.ModelMetadata, **OIP)
+async def model_metadata(name: str, version: str | None = None) -> oip.ModelMetadata:
+    """The model's tensors; with a version, 404 unless that version is the one served."""
+    return oip.model_metadata(*_model(live_model(), name, version))
+
+
+@oip_router.get("/models/{name}/ready", **OIP)
+@oip_router.get("/models/{name}/versions/{version}/ready", **OIP)
+async def model_ready(name: str, version: str | None = None) -> dict[str, Any]:
+    _model(live_model(), name, version)
     return {"name": name, "ready": True}
 
 
 async def _infer(
     request: Request, body: oip.InferRequest, name: str, version: str | None
 ) -> Response:
-    svc = service()
-    model_name, model_version = _model(svc, name, version)
+    live = live_model()
+    model_name, model_version = _model(live, name, version)
     content, header_length = await oip.infer(
         body,
         bodies.binary_part(request),
         model_name=model_name,
         model_version=model_version,
-        forward=svc.batcher,
-        attribute=svc.predictor.attribution_maps,
+        forward=live.forward,
+        attribute=live.predictor.attribution_maps,
     )
     if header_length is None:
         return Response(content, media_type=JSON)

@@ -6,7 +6,9 @@
 Thin by design: load the model from the BentoML store (the bento argument ``model`` names
 it; ``clearsight build-service`` pins it in the bento), warm it up in the background (``/readyz``
 answers 503 until then), batch forward passes adaptively, record metrics, and mount the routes
-of ``serving.routes``. Everything else is ``clearsight.inference``.
+of ``serving.routes``. With ``CLEARSIGHT_SERVING__FOLLOW_ALIAS`` set (``clearsight serve`` sets
+it), ``serving.live_swap`` then follows that registry alias and swaps versions live.
+Everything else is ``clearsight.inference``.
 """
 
 from __future__ import annotations
@@ -23,18 +25,36 @@ except ModuleNotFoundError:  # inside a built bento the library travels as src/c
 import gc
 import logging
 import threading
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from pydantic import BaseModel
+from starlette.responses import JSONResponse
 
-from clearsight.inference.schemas import PredictResponse
+from clearsight.errors import RequestError
+from clearsight.inference.live import LiveModel, ModelHolder
+from clearsight.inference.provenance import Provenance
+from clearsight.inference.schemas import ExplainOptions, ImageInput, PredictRequest, PredictResponse
 from clearsight.inference.settings import ServingSettings
-from clearsight.offline import QUIET_ENVIRONMENT
+from clearsight.offline import QUIET_ENVIRONMENT, quiet_output
+from serving.batching import AdaptiveBatcher
 from serving.bento_store import load_stored_model, stored_provenance
 from serving.guards import ServiceGuard
+from serving.live_swap import AliasFollower
 from serving.routes import app
 
+if TYPE_CHECKING:
+    from clearsight.inference.predictor import Predictor
+
+quiet_output()  # an entry point: before the model (and TensorFlow's C++ log) loads
+
+
 logger = logging.getLogger("clearsight.serving")
+if not logging.getLogger("clearsight").handlers:  # BentoML configures only its own loggers
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [%(name)s] %(message)s"))
+    logging.getLogger("clearsight").addHandler(_handler)
+    logging.getLogger("clearsight").setLevel(logging.INFO)
 
 
 class Arguments(BaseModel):
@@ -62,11 +82,26 @@ IMAGES = bentoml.metrics.Counter(
     documentation="Images answered, by status (ok, degraded, error).",
     labelnames=["status"],
 )
+SWAPS = bentoml.metrics.Counter(
+    name="clearsight_model_swaps_total",
+    documentation="Model versions swapped in live (the registry alias moved).",
+)
+REFUSALS = bentoml.metrics.Counter(
+    name="clearsight_model_swap_refusals_total",
+    documentation="Model versions refused at swap time (failed to load or failed a check).",
+)
+LIVE_VERSION = bentoml.metrics.Gauge(
+    name="clearsight_model_version",
+    documentation="Registry version of the model answering requests now.",
+)
+
+
+TRAFFIC_TIMEOUT_S = 120
 
 
 @bentoml.service(
     name="clearsight",
-    traffic={"timeout": 120},
+    traffic={"timeout": TRAFFIC_TIMEOUT_S},
     workers=1,
     # Telemetry off in every worker and in a container built from the bento.
     envs=[{"name": name, "value": value} for name, value in QUIET_ENVIRONMENT.items()],
@@ -78,38 +113,98 @@ class Clearsight:
     stored_model = bentoml.models.BentoModel(ARGUMENTS.model)
 
     def __init__(self) -> None:
-        from clearsight.inference.predictor import Predictor
-        from serving.batching import AdaptiveBatcher
-
-        self.predictor = Predictor(
+        predictor = self.new_predictor(
             load_stored_model(self.stored_model),
             stored_provenance(self.stored_model),
             str(self.stored_model.tag),
-            SETTINGS.default_budget_ms,
-            SETTINGS.mlflow_ui_url,
         )
-        self.batcher = AdaptiveBatcher(
-            self.predictor.forward,
+        self.holder = ModelHolder(self.live(predictor), following=SETTINGS.follow_alias)
+        self.follower: AliasFollower | None = None
+        if SETTINGS.follow_alias:
+            self.follower = AliasFollower(
+                self.holder,
+                alias=SETTINGS.follow_alias,
+                poll_seconds=SETTINGS.poll_seconds,
+                make_live=self.live,
+                make_predictor=self.new_predictor,
+                on_swap=self._swapped,
+                on_refusal=lambda version, reason: REFUSALS.inc(),
+            )
+        threading.Thread(target=self._warm_up, name="clearsight-warm-up", daemon=True).start()
+
+    @staticmethod
+    def new_predictor(model: Any, provenance: Provenance, source: str) -> Predictor:
+        from clearsight.inference.predictor import Predictor
+
+        return Predictor(
+            model, provenance, source, SETTINGS.default_budget_ms, SETTINGS.mlflow_ui_url
+        )
+
+    @staticmethod
+    def live(predictor: Predictor) -> LiveModel:
+        """A predictor with its own batcher: a batch never mixes two model versions."""
+        batcher = AdaptiveBatcher(
+            predictor.forward,
             max_batch_size=SETTINGS.max_batch_size,
             max_latency_ms=SETTINGS.max_batch_latency_ms,
             on_batch=FORWARD_BATCH.observe,
         )
-        threading.Thread(target=self._warm_up, name="clearsight-warm-up", daemon=True).start()
+        return LiveModel(predictor, batcher)
+
+    @staticmethod
+    def _swapped(old: LiveModel, new: LiveModel) -> None:
+        SWAPS.inc()
+        LIVE_VERSION.set(float(new.version) if new.version.isdigit() else -1)
+        # The old model finishes what it started; after the traffic timeout nothing is left.
+        if isinstance(old.forward, AdaptiveBatcher):
+            threading.Timer(TRAFFIC_TIMEOUT_S, old.forward.close).start()
 
     def _warm_up(self) -> None:
+        live = self.holder.current
         try:
-            self.predictor.warm_up()
+            live.predictor.warm_up()
         except Exception:  # stays unready: /readyz keeps answering 503, the log says why
             logger.exception("warm-up failed; the service will not become ready")
             return
+        LIVE_VERSION.set(float(live.version) if live.version.isdigit() else -1)
         # TensorFlow and Keras leave ~500,000 long-lived objects that every full garbage
         # collection walks: ~300 ms with the event loop stopped, a p99 of 400 ms under load
         # (measured). Freezing them after warm-up keeps collections to request garbage.
         gc.collect()
         gc.freeze()
+        if self.follower is not None:
+            self.follower.start()
 
     def __is_ready__(self) -> bool:
-        return self.predictor.ready
+        return self.holder.current.predictor.ready
+
+    # -- typed BentoML APIs: bentoml.SyncHTTPClient(url).classify(images=[...]) ------------
+    @bentoml.api(route="/classify")
+    async def classify(self, images: list[ImageInput]) -> PredictResponse:
+        """Labels, confidences and probabilities of a batch of digits (no explanations)."""
+        return await self.answer(PredictRequest(images=images, explain=False))
+
+    @bentoml.api(route="/explain")
+    async def explain(
+        self, images: list[ImageInput], options: ExplainOptions | None = None
+    ) -> PredictResponse:
+        """Predictions with explanations (integrated gradients and Grad-CAM by default;
+        ``options`` chooses methods, targets, encodings and a time budget)."""
+        return await self.answer(PredictRequest(images=images, explain=options or True))
+
+    async def answer(self, request: PredictRequest) -> PredictResponse | JSONResponse:
+        """The same library call as ``POST /predict``, on the live model, with the same errors
+        (the same JSON body and 4xx, 503 while warming up or overloaded). An error is returned
+        as a response, not raised: a client's mistake is no server traceback in the log."""
+        live = self.holder.current
+        try:
+            if not live.predictor.ready:
+                raise RequestError(503, "not_ready", "the model is warming up; retry shortly")
+            response = await live.predictor.predict(request, live.forward)
+        except RequestError as err:
+            return JSONResponse(err.body(), status_code=err.status)
+        self.observe(response)
+        return response
 
     def observe(self, response: PredictResponse) -> None:
         """Per-method explanation latency and per-status image counts for /metrics."""

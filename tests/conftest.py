@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +13,15 @@ import pytest
 from clearsight.config import DataSettings, Settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def stores_under(root: Path, **sections: Any) -> Settings:
+    """The repository's contract with every store under ``root``; default data settings and no
+    system metrics unless ``sections`` say otherwise."""
+    defaults: dict[str, Any] = {"data": DataSettings(), "tracking": {"log_system_metrics": False}}
+    return Settings(
+        home=REPO, data_dir=root / "data", mlflow_dir=root / "mlflow", **(defaults | sections)
+    )
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from clearsight.config import Settings
-from clearsight.offline import QUIET_ENVIRONMENT
+from clearsight.offline import QUIET_ENVIRONMENT, QUIET_OUTPUT, TELEMETRY_OFF
 
 from .conftest import REPO
 
@@ -36,8 +36,9 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
-def test_importing_the_package_turns_telemetry_off() -> None:
-    """In a child with none of the opt-out variables set, the import sets every one."""
+def test_importing_the_package_turns_telemetry_off_and_nothing_else() -> None:
+    """In a child with none of the variables set, the import sets every telemetry opt-out and
+    leaves the process's log settings (TensorFlow, MLflow progress bars) alone."""
     import json
     import os
     import subprocess
@@ -49,5 +50,7 @@ def test_importing_the_package_turns_telemetry_off() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     child_env = json.loads(out.stdout)
-    for name, value in QUIET_ENVIRONMENT.items():
+    for name, value in TELEMETRY_OFF.items():
         assert child_env[name] == value
+    for name in QUIET_OUTPUT:
+        assert name not in child_env

@@ -1,15 +1,30 @@
-"""The Prefect flows for real, on Prefect's test harness (one temporary server per session)."""
+"""The Prefect flows for real, on Prefect's test harness (one temporary server per module).
 
+The ``slow`` tests run a real Prefect server and real training (minutes, still run in CI);
+the rest check the flows' policies (retry condition, prefect.yaml mapping) in milliseconds.
+"""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 
+import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
+from prefect.states import Failed
 from prefect.testing.utilities import prefect_test_harness
 
+from clearsight.config import Settings
 from clearsight.data.incoming import read_ledger
+from clearsight.errors import DataSourceError, DataValidationError, TrainingError
 
-pytestmark = pytest.mark.slow  # real Prefect server, real training: minutes, still run in CI
+slow = pytest.mark.slow  # real Prefect server, real training
+MODEL = "clearsight-cnn"
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +55,11 @@ def env(tmp_path_factory: pytest.TempPathFactory, digits):
             }
 
 
+def _validation_reports(env) -> list[Path]:
+    folder = env["root"] / "data" / "reports" / "validation"
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
 def _versions(client: MlflowClient) -> list[str]:
     try:
         found = client.search_model_versions("name='clearsight-cnn'")
@@ -48,6 +68,7 @@ def _versions(client: MlflowClient) -> list[str]:
         return []
 
 
+@slow
 def test_retrain_bootstraps_then_decides(env) -> None:
     from flows.retrain import retrain
 
@@ -64,20 +85,25 @@ def test_retrain_bootstraps_then_decides(env) -> None:
     assert str(client.get_model_version_by_alias("clearsight-cnn", "challenger").version) == "2"
 
 
+@slow
 def test_corrupted_data_fails_the_flow_before_training(env) -> None:
     from flows.retrain import retrain
 
     client = env["client"]
     versions_before = _versions(client)
     runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    reports_before = _validation_reports(env)
     state = retrain(source="npz", path=str(env["bad"]), epochs=1, return_state=True)
     assert state.is_failed()
     assert "data contract failed" in state.message or "label" in str(state.message)
     assert _versions(client) == versions_before
     runs_after = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
     assert runs_after == runs_before
+    # A broken contract is not retried: one validation, one report (not three).
+    assert len(_validation_reports(env)) == len(reports_before) + 1
 
 
+@slow
 def test_incoming_batch_triggers_one_retrain(env) -> None:
     from flows.incoming import watch_incoming
 
@@ -103,3 +129,356 @@ def test_prefect_yaml_deployments_load_with_schedules() -> None:
     assert deployments["nightly"].parameters == {"source": "embedded"}
     interval = deployments["incoming"].schedules[0].schedule
     assert interval.interval.total_seconds() == 60
+    incoming = deployments["incoming"]
+    assert incoming.concurrency_limit == 1
+    assert incoming.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert incoming.parameters == {"claim_timeout_minutes": 300}
+
+
+FULL_SPEC = """
+name: test
+prefect-version: 3.9.1
+pull:
+  - prefect.deployments.steps.set_working_directory:
+      directory: "{{ $CLEARSIGHT_HOME }}"
+deployments:
+  - name: every-key
+    entrypoint: flows/retrain.py:retrain
+    flow_name: retrain
+    description: all of them
+    version: 7
+    version_type: prefect:simple
+    tags: [nightly, clearsight]
+    parameters: {source: embedded, epochs: 1}
+    enforce_parameter_schema: false
+    paused: true
+    concurrency_limit: {limit: 2, collision_strategy: CANCEL_NEW, grace_period_seconds: 120}
+    schedules:
+      - cron: "0 3 * * 1-5"
+        timezone: Europe/Berlin
+        day_or: false
+        active: false
+        slug: weekdays
+        parameters: {seed: 3}
+      - interval: PT2H
+        anchor_date: "2026-01-01T00:30:00+00:00"
+        timezone: UTC
+      - rrule: "FREQ=WEEKLY;BYDAY=SA"
+        timezone: America/New_York
+    triggers:
+      - enabled: true
+        match: {prefect.resource.id: clearsight.incoming}
+        expect: [clearsight.batch.arrived]
+    work_pool:
+      name: clearsight
+      work_queue_name: default
+"""
+
+
+def test_schedule_honours_every_key_of_a_deployment(tmp_path: Path) -> None:
+    from flows.schedule import load_deployments
+
+    spec = tmp_path / "prefect.yaml"
+    spec.write_text(FULL_SPEC)
+    [d] = load_deployments(spec)
+    assert (d.name, d.description, d.version) == ("every-key", "all of them", "7")
+    assert d.version_type == "prefect:simple"
+    assert d.tags == ["nightly", "clearsight"]
+    assert d.parameters == {"source": "embedded", "epochs": 1}
+    assert d.enforce_parameter_schema is False and d.paused is True
+    assert d.concurrency_limit == 2
+    assert d.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert d.concurrency_options.grace_period_seconds == 120
+    cron, every, rrule = d.schedules
+    assert cron.schedule.cron == "0 3 * * 1-5" and cron.schedule.timezone == "Europe/Berlin"
+    assert cron.schedule.day_or is False and cron.active is False
+    assert cron.slug == "weekdays" and cron.parameters == {"seed": 3}
+    assert every.schedule.interval.total_seconds() == 7200 and every.active is True
+    assert every.schedule.anchor_date.minute == 30
+    assert "BYDAY=SA" in rrule.schedule.rrule and rrule.schedule.timezone == "America/New_York"
+    [trigger] = d.triggers
+    assert trigger.name == "every-key__automation_1" and trigger.expect == {
+        "clearsight.batch.arrived"
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ("    sla: [{name: x, duration: 10}]\n", "sla"),
+        ("    pull: [{prefect.deployments.steps.git_clone: {repository: x}}]\n", "pull"),
+        ("    job_variables: {env: {A: b}}\n", "job_variables"),
+        ("    work_pool: {name: p, job_variables: {env: {A: b}}}\n", "job_variables"),
+        ("    description: '{{ prefect.variables.text }}'\n", "templated"),
+        ("    schedules: [{cron: '0 3 * * *', replaces: old}]\n", "replaces"),
+    ],
+)
+def test_schedule_refuses_what_serve_cannot_honour(tmp_path: Path, extra: str, named: str) -> None:
+    import subprocess
+    import sys
+
+    from flows.schedule import DeploymentSpecError, load_deployments
+
+    spec = tmp_path / "prefect.yaml"
+    spec.write_text(
+        "deployments:\n  - name: x\n    entrypoint: flows/incoming.py:watch_incoming\n" + extra
+    )
+    with pytest.raises(DeploymentSpecError, match=named):
+        load_deployments(spec)
+    if named == "sla":  # the command itself: one line, non-zero, before any server starts
+        script = (
+            "import sys; from pathlib import Path; import flows.schedule as s; "
+            f"s.PREFECT_YAML = Path({str(spec)!r}); s.main()"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode != 0
+        assert done.stderr.strip().splitlines()[-1].startswith("error: prefect.yaml")
+
+
+def _settings(env, **train) -> Settings:
+    return (
+        Settings()
+        .override("data", source="npz", path=str(env["good"]))
+        .override("train", **({"epochs": 1} | train))
+    )
+
+
+@slow
+def test_validate_data_retries_io_faults_only(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken contract fails at once; a transient OSError gets another attempt."""
+    import clearsight.data.gate as gate
+    from flows.retrain import validate_data
+
+    real = gate.run_data_gate
+    calls: list[str] = []
+
+    def flaky(settings: Settings, **kwargs):
+        calls.append("call")
+        if len(calls) == 1:
+            raise ConnectionResetError("store went away")
+        return real(settings, **kwargs)
+
+    quick = validate_data.with_options(retry_delay_seconds=0)
+    monkeypatch.setattr(gate, "run_data_gate", flaky)
+    assert quick(_settings(env)).report.success
+    assert len(calls) == 2
+
+    def broken(settings: Settings, **kwargs):
+        calls.append("call")
+        raise DataSourceError("digits.npz: unreadable")
+
+    calls.clear()
+    monkeypatch.setattr(gate, "run_data_gate", broken)
+    with pytest.raises(DataSourceError):
+        quick(_settings(env))
+    assert len(calls) == 1
+
+
+@slow
+def test_retried_training_leaves_one_complete_run_and_one_version(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registration's reply is lost once: the first attempt's version is removed again,
+    its run ends FAILED, and the retry registers exactly one version of a complete run."""
+    from clearsight.data.gate import run_data_gate
+    from flows.retrain import train_model
+
+    client = env["client"]
+    settings = _settings(env).override("tracking", log_explanations=False)
+    gated = run_data_gate(settings)
+    before = set(_versions(client))
+    runs_before = {r.info.run_id for r in _runs(client)}
+    real = mlflow.register_model
+    attempts: list[str] = []
+
+    def reply_lost(model_uri: str, name: str, *args, **kwargs):
+        version = real(model_uri, name, *args, **kwargs)
+        attempts.append(str(version.version))
+        if len(attempts) == 1:
+            raise ConnectionError("registry reply lost")
+        return version
+
+    monkeypatch.setattr(mlflow, "register_model", reply_lost)
+    run = train_model(settings, gated)
+    assert len(attempts) == 2
+    assert set(_versions(client)) - before == {run.version}
+    assert client.get_model_version(MODEL, run.version).run_id == run.run_id
+    new_runs = {r.info.run_id: r.info.status for r in _runs(client)}
+    new_runs = {k: v for k, v in new_runs.items() if k not in runs_before}
+    assert new_runs[run.run_id] == "FINISHED"
+    assert sorted(new_runs.values()) == ["FAILED", "FINISHED"]
+    assert "model_card.md" in {a.path for a in client.list_artifacts(run.run_id)}
+
+
+def _runs(client: MlflowClient) -> list:
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@slow
+def test_registry_slot_creates_its_limit_and_serialises(env) -> None:
+    """No limit yet (Prefect would skip it silently): the slot creates it and then admits
+    one holder at a time."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.registry_lock import REGISTRY_LIMIT, registry_slot
+
+    with get_client(sync_client=True) as client, suppress(ObjectNotFound):
+        client.delete_global_concurrency_limit_by_name(REGISTRY_LIMIT)
+    held: list[tuple[float, float]] = []
+    start = threading.Barrier(2)
+
+    def hold() -> None:
+        start.wait(timeout=60)
+        with registry_slot(timeout_seconds=60):
+            entered = time.monotonic()
+            time.sleep(1.0)
+            held.append((entered, time.monotonic()))
+
+    with ThreadPoolExecutor(2) as pool:
+        for future in [pool.submit(hold), pool.submit(hold)]:
+            future.result(timeout=120)
+    first, second = sorted(held)
+    assert second[0] >= first[1], f"critical sections overlapped: {held}"
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(REGISTRY_LIMIT)
+    assert limit.limit == 1 and limit.active and limit.active_slots == 0
+
+
+@contextmanager
+def _recorded_slot(real, barrier: threading.Barrier, held: list[tuple[float, float]]):
+    """The real registry slot, entered by both retrains at the same moment; records when
+    each one held it."""
+    barrier.wait(timeout=300)  # both retrains trained and now want the slot
+    with real():
+        entered = time.monotonic()
+        try:
+            yield
+        finally:
+            held.append((entered, time.monotonic()))
+
+
+def _check_aliases(client: MlflowClient, new: set[str]) -> list[str]:
+    history = [v for v in client.get_registered_model(MODEL).tags["champion_history"].split(",")]
+    existing = set(_versions(client))
+    assert set(history) <= existing, f"history names missing versions: {history}"
+    assert all(a != b for a, b in pairwise(history)), history
+    aliases = {
+        alias: str(client.get_model_version_by_alias(MODEL, alias).version)
+        for alias in ("champion", "previous-champion", "challenger")
+    }
+    assert aliases["champion"] == history[-1]
+    assert aliases["previous-champion"] == history[-2]
+    assert aliases["challenger"] in new
+    return history
+
+
+@slow
+def test_two_retrains_at_once_keep_the_aliases_consistent(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(c) Two retrains started together: their registry sections run one after the other,
+    and the aliases and the champion history end consistent."""
+    import flows.retrain as retrain_module
+
+    monkeypatch.setenv("CLEARSIGHT_TRACKING__LOG_EXPLANATIONS", "false")  # SHAP: one thread
+    client = env["client"]
+    history_before = client.get_registered_model(MODEL).tags["champion_history"].split(",")
+    before = set(_versions(client))
+    held: list[tuple[float, float]] = []
+    barrier = threading.Barrier(2)
+    real = retrain_module.registry_slot
+    monkeypatch.setattr(
+        retrain_module, "registry_slot", lambda: _recorded_slot(real, barrier, held)
+    )
+    with ThreadPoolExecutor(2) as pool:
+        futures = [
+            pool.submit(
+                retrain_module.retrain, source="npz", path=str(env["good"]), epochs=1, seed=s
+            )
+            for s in (11, 12)
+        ]
+        summaries = [f.result(timeout=600) for f in futures]
+    new = set(_versions(client)) - before
+    assert new == {s.version for s in summaries} and len(new) == 2
+    first, second = sorted(held)
+    assert second[0] >= first[1], f"registry sections overlapped: {held}"
+    history = _check_aliases(client, new)
+    promoted = [s.version for s in sorted(summaries, key=lambda s: int(s.version)) if s.promoted]
+    assert history[: len(history_before)] == history_before
+    assert sorted(history[len(history_before) :]) == sorted(promoted)
+
+
+@slow
+def test_two_watchers_on_one_batch_train_it_once(env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """(d) The incoming watcher started twice at once on one new batch trains it once."""
+    import flows.incoming as incoming_module
+
+    monkeypatch.setenv("CLEARSIGHT_TRACKING__LOG_EXPLANATIONS", "false")
+    incoming = env["root"] / "data" / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    (incoming / "batch-2.npz").write_bytes(env["good"].read_bytes())
+    before = set(_versions(env["client"]))
+    barrier = threading.Barrier(2)
+    claims: list[bool] = []
+    real_claim = incoming_module.claim
+
+    def claim_together(*args, **kwargs) -> bool:
+        barrier.wait(timeout=300)  # both watchers listed the batch; now both claim it
+        won = real_claim(*args, **kwargs)
+        claims.append(won)
+        return won
+
+    monkeypatch.setattr(incoming_module, "claim", claim_together)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(incoming_module.watch_incoming) for _ in range(2)]
+        results = [f.result(timeout=600) for f in futures]
+    assert sorted(claims) == [False, True]
+    assert sorted(len(r) for r in results) == [0, 1]
+    assert len(set(_versions(env["client"])) - before) == 1
+    entry = read_ledger(incoming)["batch-2.npz"]
+    assert entry["status"] == "done"
+    assert entry["outcome"].startswith(("promoted (v", "kept champion (v"))
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (OSError("disk hiccup"), True),
+        (ConnectionError("tracking server unreachable"), True),
+        (TimeoutError("socket timed out"), True),
+        (DataValidationError(SimpleNamespace(failures=[], outcomes=[])), False),
+        (DataSourceError("batch.npz: unreadable"), False),
+        (TrainingError("loss diverged"), False),
+        (ValueError("a bug"), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_retry_condition_retries_io_faults_only(error: BaseException, retried: bool) -> None:
+    from flows.retrain import retry_on_io_fault
+
+    assert retry_on_io_fault(None, None, Failed(data=error)) is retried
+
+
+def test_retry_condition_follows_the_cause_but_never_a_clearsight_error() -> None:
+    from prefect.task_engine import TaskRunTimeoutError
+
+    from flows.retrain import is_io_fault
+
+    try:
+        try:
+            raise ConnectionRefusedError("mlflow down")
+        except OSError as err:
+            raise RuntimeError("API request failed") from err
+    except RuntimeError as wrapped:
+        assert is_io_fault(wrapped)
+    try:
+        try:
+            raise OSError("no such file")
+        except OSError as err:
+            raise DataSourceError("batch.npz: no such file") from err
+    except DataSourceError as wrapped:
+        assert not is_io_fault(wrapped)
+    assert not is_io_fault(TaskRunTimeoutError("took too long"))

@@ -3,7 +3,7 @@
 import mlflow
 import pytest
 
-from clearsight.config import DataSettings, PromotionSettings, Settings, TrainSettings
+from clearsight.config import PromotionSettings, Settings, TrainSettings
 from clearsight.data import Dataset
 from clearsight.errors import RegistryError
 from clearsight.model.cnn import build_cnn
@@ -12,20 +12,16 @@ from clearsight.tracking import store as tracking
 from clearsight.tracking.registry import evaluate_and_promote, registry_state, rollback
 from clearsight.tracking.run import log_keras_model
 
-from .conftest import REPO
+from .conftest import REPO, stores_under
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, digits):
     """A store, a holdout, and three models of known quality: weak, untrained, good."""
     root = tmp_path_factory.mktemp("registry")
-    settings = Settings(
-        home=REPO,
-        data_dir=root / "data",
-        mlflow_dir=root / "mlflow",
-        data=DataSettings(),
+    settings = stores_under(
+        root,
         promotion=PromotionSettings(min_class_recall=0.0, max_completeness_gap=1.0),
-        tracking={"log_system_metrics": False},
         explain={"panel_size": 10},
     )
     images, labels = digits
@@ -50,8 +46,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory, digits):
 
 
 def register(settings: Settings, model) -> str:
-    tracking.configure(settings)
-    with mlflow.start_run():
+    experiment = tracking.configure(settings)
+    with mlflow.start_run(experiment_id=experiment):
         info = log_keras_model(model, settings.tracking.registered_model)
     return str(info.registered_model_version)
 

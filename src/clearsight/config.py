@@ -180,6 +180,11 @@ class Settings(BaseSettings):
         default=None, description="The committed data contract (reference profile)."
     )
     mlflow_dir: Path | None = Field(default=None, description="Local MLflow store.")
+    service_url: str | None = Field(
+        default=None,
+        description="A running prediction service that follows the registry: told to check "
+        "its alias after a promotion or rollback (it also polls by itself).",
+    )
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)

@@ -23,12 +23,13 @@ import mlflow
 import numpy as np
 import pytest
 
-from clearsight.config import DataSettings, PromotionSettings, Settings, TrainSettings
+from clearsight.config import PromotionSettings, Settings, TrainSettings
 from clearsight.data import Dataset
 from clearsight.model.fitting import train
 from clearsight.tracking import store as tracking
 from clearsight.tracking.registry import evaluate_and_promote
 from clearsight.tracking.run import log_keras_model
+from tests.conftest import stores_under
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 150
@@ -91,13 +92,8 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess
 def registry(tmp_path_factory: pytest.TempPathFactory, digits) -> Registry:
     """A SQLite registry whose champion is a briefly trained seed CNN (v1)."""
     root = tmp_path_factory.mktemp("serving")
-    settings = Settings(
-        home=REPO,
-        data_dir=root / "data",
-        mlflow_dir=root / "mlflow",
-        data=DataSettings(),
-        promotion=PromotionSettings(min_class_recall=0.0, max_completeness_gap=1.0),
-        tracking={"log_system_metrics": False},
+    settings = stores_under(
+        root, promotion=PromotionSettings(min_class_recall=0.0, max_completeness_gap=1.0)
     )
     images, labels = digits
     keras.utils.set_random_seed(0)
@@ -109,8 +105,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, digits) -> Registry:
         TrainSettings(epochs=4, batch_size=32, augment=False),
         verbose=0,
     ).model
-    tracking.configure(settings)
-    with mlflow.start_run() as run:
+    experiment = tracking.configure(settings)
+    with mlflow.start_run(experiment_id=experiment) as run:
         mlflow.set_tags(RUN_TAGS)
         info = log_keras_model(model, settings.tracking.registered_model)
     version = str(info.registered_model_version)

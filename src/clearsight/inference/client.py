@@ -66,3 +66,21 @@ def save_overlays(response: dict[str, Any], images: list[Path], out_dir: Path) -
             path.write_bytes(base64.b64decode(explanation["png_overlay"]))
             written.append(path)
     return written
+
+
+def request_reload(url: str, api_key: str | None = None, timeout_s: float = 10.0) -> str:
+    """Ask a running service to check its registry alias now (``POST /admin/reload``).
+
+    Returns the service's answer in a line. The service also polls the alias by itself, so a
+    caller (the retrain flow, ``clearsight rollback``) treats a failure as a warning only.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = url.rstrip("/") + "/admin/reload"
+    try:
+        response = httpx.post(endpoint, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as err:
+        raise ServiceError(f"cannot reach {endpoint}: {err}") from None
+    if response.status_code >= 400:
+        raise ServiceError(f"{endpoint} answered {response.status_code}: {response.text[:200]}")
+    body = response.json()
+    return f"{endpoint}: {body.get('status', 'ok')}, serving v{body.get('version')}"

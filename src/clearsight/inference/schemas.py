@@ -244,6 +244,25 @@ class ExplainerDefaults(BaseModel):
     )
 
 
+class RefusalInfo(BaseModel):
+    version: str
+    reason: str = Field(description="Why the version was not swapped in.")
+    at: str
+
+
+class LiveState(BaseModel):
+    """How the served version got here and what the service follows."""
+
+    following: str | None = Field(
+        description="The registry alias the service follows (null: a pinned model)."
+    )
+    live_since: str = Field(description="When this version started answering (UTC).")
+    swaps: int = Field(description="Versions swapped in since the service started.")
+    last_refusal: RefusalInfo | None = Field(
+        default=None, description="The last version refused at swap time, and why."
+    )
+
+
 class Metadata(BaseModel):
     """Where the served model comes from: registry entry, training run, data it saw."""
 
@@ -263,6 +282,7 @@ class Metadata(BaseModel):
     mlflow_run_url: str | None = Field(
         default=None, description="The training run in the MLflow UI, when one is configured."
     )
+    live: LiveState | None = Field(default=None, description="Live swaps of this service.")
 
 
 class ActivationsRequest(_Strict):

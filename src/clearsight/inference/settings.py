@@ -38,6 +38,17 @@ class ServingSettings(BaseSettings):
         description="Base URL of an MLflow UI (e.g. http://127.0.0.1:5000): /metadata then "
         "links the served model's training run.",
     )
+    follow_alias: str | None = Field(
+        default=None,
+        description="Registry alias to follow (e.g. champion): when it moves, the service "
+        "loads, warms up and checks the new version, then swaps to it without a restart. "
+        "None: serve the pinned model only (no MLflow needed). `clearsight serve` sets it.",
+    )
+    poll_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="How often to check the followed alias; 0: only on POST /admin/reload.",
+    )
     default_budget_ms: float | None = Field(
         default=None, gt=0, description="Explanation budget when a request gives none."
     )

@@ -13,6 +13,8 @@ as the run's artifacts, so the MLflow UI shows run against run:
     explanations/shap_image_plot.png      SHAP's own image plot (predicted class)
     explanations/shap_class_mean.png      mean |SHAP| per true class
     explanations/quality.md               completeness, deletion/insertion, sanity, stability
+    acceptance/panel.npz                  the panel with the model's probabilities, which a
+                                          service checks a freshly loaded copy against
 
 Explanations are computed on the fixed holdout panel (``data.holdout_panel``), the same
 digits in every run and in every promotion.
@@ -35,7 +37,8 @@ from clearsight.explain.render import (
     figure_png,
     panel_figure,
 )
-from clearsight.model.evaluation import Evaluation
+from clearsight.inference import acceptance
+from clearsight.model.evaluation import Evaluation, predict_probabilities
 from clearsight.reporting import figures
 
 PANEL_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam", "occlusion")
@@ -68,6 +71,13 @@ def write_evaluation_artifacts(
     ):
         rows.append(f"{c},{p:.4f},{r:.4f},{support[c]}")
     (out_dir / "evaluation/per_class_metrics.csv").write_text("\n".join(rows) + "\n")
+
+
+def write_acceptance_panel(model: keras.Model, panel: Dataset, out_dir: Path) -> None:
+    """The panel's digits, labels and this model's probabilities (``inference.acceptance``)."""
+    pixels = panel.pixels()
+    probabilities = predict_probabilities(model, pixels)
+    acceptance.Panel(pixels, panel.labels, probabilities).save(out_dir / acceptance.ARTIFACT)
 
 
 def shap_image_plot(values: np.ndarray, x: np.ndarray, path: Path) -> None:

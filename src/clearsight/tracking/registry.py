@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,12 +73,50 @@ def resolve_version(settings: Settings, ref: str) -> tuple[MlflowClient, str, st
 
 
 def load_model_ref(settings: Settings, ref: str, folder: Path) -> tuple[keras.Model, str]:
-    """A model by alias (``champion``, ``challenger``...) or version number; returns its version."""
+    """A model by alias (``champion``, ``challenger``...) or version number; returns its version.
+
+    Any failure to load (a missing or corrupted artifact, an unreachable store) is a one-line
+    ``RegistryError``: whoever asked (promotion, the service's swap, the CLI) refuses it.
+    """
     _, name, version = resolve_version(settings, ref)
     try:
         return load_version(name, version, folder), version
+    except Exception as err:  # MLflow, Keras and zip errors come in many types
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RegistryError(f"cannot load {name} v{version}: {reason}") from None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version with what a consumer reports about it (plain values)."""
+
+    name: str
+    version: str
+    run_id: str | None
+    aliases: tuple[str, ...]
+    run_tags: dict[str, str] = field(default_factory=dict)
+
+
+def describe_version(settings: Settings, ref: str) -> VersionInfo:
+    """Name, version, run and the run's tags of an alias or version number: one cheap call
+    chain (no artifact download), which is what the service polls to notice an alias move."""
+    client, name, version = resolve_version(settings, ref)
+    try:
+        model_version = client.get_model_version(name, version)
+        run_id = model_version.run_id
+        tags = dict(client.get_run(run_id).data.tags) if run_id else {}
     except MlflowException as err:
-        raise RegistryError(f"cannot load {name} v{version}: {str(err).splitlines()[0]}") from None
+        raise RegistryError(f"cannot read {name} v{version}: {str(err).splitlines()[0]}") from None
+    return VersionInfo(name, version, run_id, tuple(model_version.aliases), tags)
+
+
+def load_run_file(settings: Settings, run_id: str, artifact: str, folder: Path) -> Path | None:
+    """One artifact of a run, downloaded into ``folder``; None when the run has no such file."""
+    configure(settings)
+    try:
+        return Path(MlflowClient().download_artifacts(run_id, artifact, str(folder)))
+    except (MlflowException, OSError):
+        return None
 
 
 def latest_version(client: MlflowClient, model: str) -> str:
@@ -120,14 +159,28 @@ def evaluate_and_promote(
             )
     decision = decide(challenger, champion, settings.promotion, name)
     if decision.promoted:
-        _set_champion(client, name, [*champion_history(client, name), version])
+        history = champion_history(client, name)
+        if history[-1:] != [version]:  # a retried promotion must not list a version twice
+            history.append(version)
+        _set_champion(client, name, history)
     record_decision(client, decision)
     return decision
 
 
+MODEL_DESCRIPTION = (
+    "Digit classifier (28x28 grayscale, 10 classes) with measured explanations. Versions are "
+    "promoted by clearsight's policy on a frozen holdout: `@champion` is served, "
+    "`@previous-champion` is where `clearsight rollback` returns, `@challenger` was judged "
+    "last. Each version's description holds its promotion decision and the reasons."
+)
+
+
 def record_decision(client: MlflowClient, decision: Decision) -> None:
-    """The decision as artifacts and tags of the challenger's run and model version."""
-    mv = client.get_model_version(decision.model, decision.challenger_version)
+    """The decision where people look for it in the MLflow UI: the version's description
+    and tags (verdict, reason), the registered model's description, and the challenger's
+    run (artifacts, tags, ``promotion.*`` metrics)."""
+    name, version = decision.model, decision.challenger_version
+    mv = client.get_model_version(name, version)
     verdict = "promoted" if decision.promoted else "rejected"
     if mv.run_id:
         client.log_text(mv.run_id, decision.to_markdown(), "promotion/decision.md")
@@ -136,7 +189,11 @@ def record_decision(client: MlflowClient, decision: Decision) -> None:
         client.set_tag(mv.run_id, "promotion.reason", decision.reason[:500])
         for key, value in decision.challenger_metrics.items():
             client.log_metric(mv.run_id, f"promotion.{key}", value)
-    client.set_model_version_tag(decision.model, decision.challenger_version, "promotion", verdict)
+    client.update_model_version(name, version, description=decision.to_markdown())
+    client.set_model_version_tag(name, version, "promotion", verdict)
+    client.set_model_version_tag(name, version, "promotion.reason", decision.reason[:500])
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
 
 
 def _registered(settings: Settings) -> tuple[MlflowClient, str, list[str]]:

@@ -8,8 +8,11 @@ numbers, paths), never framework handles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from clearsight.model.fitting import TrainResult, train
 from clearsight.packages import MODEL_RUNTIME, for_backend, pinned
 from clearsight.reporting.model_card import render_model_card
 from clearsight.reporting.run_artifacts import (
+    write_acceptance_panel,
     write_evaluation_artifacts,
     write_explanation_artifacts,
 )
@@ -116,9 +120,10 @@ def model_signature() -> Any:
     )
 
 
-def log_keras_model(model: keras.Model, registered_name: str | None) -> Any:
-    """Log the model (signature, explicit pinned requirements: inferring them costs ~18 s)
-    and register a new version."""
+def log_keras_model(model: keras.Model, registered_name: str | None = None) -> Any:
+    """Log the model (signature, explicit pinned requirements: inferring them costs ~18 s),
+    and register a new version only when ``registered_name`` is given: ``run_training`` logs
+    without it and registers with ``register_version`` as the run's very last step."""
     import mlflow.keras
 
     backend = keras.backend.backend()
@@ -132,20 +137,113 @@ def log_keras_model(model: keras.Model, registered_name: str | None) -> Any:
     )
 
 
-def run_training(settings: Settings, gated: GatedData, verbose: int | str = "auto") -> TrainingRun:
-    """Train on the gated splits and log a complete, comparable MLflow run."""
+def register_version(model_uri: str, registered_name: str | None) -> str | None:
+    """Register the logged model as a new version (the run is taken from the logged model)."""
+    if registered_name is None:
+        return None
+    return str(mlflow.register_model(model_uri, registered_name).version)
+
+
+@dataclass
+class _Guard:
+    run_id: str | None = None
+
+
+@contextlib.contextmanager
+def discarded_on_failure(registered_name: str | None) -> Iterator[_Guard]:
+    """Around a whole run (its end included): on any failure, delete every version registered
+    from ``guard.run_id`` and make sure the run is not left RUNNING. Best effort (the store
+    may be what failed); the original error propagates."""
+    guard = _Guard()
+    try:
+        yield guard
+    except BaseException:
+        if guard.run_id is not None:
+            discard_run(guard.run_id, registered_name)
+        raise
+
+
+def discard_run(run_id: str, registered_name: str | None) -> None:
+    """No version of this run stays registered, and the run ends FAILED if still RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    with contextlib.suppress(Exception):
+        if registered_name is not None:
+            for mv in client.search_model_versions(f"run_id = '{run_id}'"):
+                if mv.name == registered_name:
+                    client.delete_model_version(mv.name, mv.version)
+    with contextlib.suppress(Exception):
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "FAILED")
+
+
+Stage = Callable[[str], AbstractContextManager[object]]
+
+
+def no_display(text: str) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
+
+
+def run_name(settings: Settings, gated: GatedData) -> str:
+    """What the run is, readable in the MLflow run list: backend, data, seed.
+
+    ``tensorflow-embedded-3f2a9c1e-seed42``: the Keras backend, the data source and the first
+    characters of the training split's sha256 (same data, same name part), and the seed.
+    """
+    digest = gated.splits.train.digest[:8]
+    return f"{keras.backend.backend()}-{settings.data.source}-{digest}-seed{settings.train.seed}"
+
+
+def describe(run_id: str, markdown: str) -> None:
+    """The run's description in the MLflow UI (the ``mlflow.note.content`` tag)."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_tag(run_id, "mlflow.note.content", markdown)
+
+
+def run_description(gated: GatedData, metrics: dict[str, float], epochs: int) -> str:
+    """Until a retrain summary replaces it: what was trained on what, and how well."""
+    splits = gated.splits
+    return (
+        f"Trained {epochs} epochs on {len(splits.train)} images of {gated.source.origin}; "
+        f"holdout accuracy {metrics['holdout_accuracy']:.4f} on {len(splits.holdout)} frozen "
+        f"holdout images (macro F1 {metrics['holdout_macro_f1']:.4f}). See model_card.md."
+    )
+
+
+def run_training(
+    settings: Settings,
+    gated: GatedData,
+    verbose: int | str = "auto",
+    stage: Stage = no_display,
+) -> TrainingRun:
+    """Train on the gated splits and log a complete, comparable MLflow run.
+
+    ``stage(text)`` wraps each step after training (a CLI passes a spinner; Keras shows its
+    own progress bar while fitting).
+
+    The model version is registered last, after every artifact and metric is logged, so a
+    run that fails anywhere (and ends FAILED) leaves no registered version behind, and a retry
+    registers exactly one. Should the registration itself or the run's end fail, the version
+    of this run is deleted again (``discard_run``).
+    """
     experiment_id = configure(settings)
     uri = tracking_uri(settings)
+    registered_name = settings.tracking.registered_model
     if settings.tracking.log_system_metrics:
         enable_fast_system_metrics()
     splits = gated.splits
     with (
+        discarded_on_failure(registered_name) as guard,
         mlflow.start_run(
             experiment_id=experiment_id,
+            run_name=run_name(settings, gated),
             log_system_metrics=settings.tracking.log_system_metrics,
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
+        guard.run_id = run.info.run_id
         folder = Path(tmp)
         log_split_inputs(splits)
         (folder / "data").mkdir()
@@ -165,7 +263,8 @@ def run_training(settings: Settings, gated: GatedData, verbose: int | str = "aut
         tags = run_tags(settings, gated, result)
         mlflow.set_tags(tags)
         holdout_pixels = splits.holdout.pixels()
-        evaluation = evaluate(result.model, holdout_pixels, splits.holdout.labels)
+        with stage("evaluating on the frozen holdout"):
+            evaluation = evaluate(result.model, holdout_pixels, splits.holdout.labels)
         metrics = evaluation.metrics() | {
             "data_validation_success": 1.0,
             "epochs_run": float(result.epochs_run),
@@ -174,17 +273,26 @@ def run_training(settings: Settings, gated: GatedData, verbose: int | str = "aut
             "train_images_per_second": len(splits.train) / result.steady_epoch_seconds,
             "model_parameters": float(result.model.count_params()),
         }
-        write_evaluation_artifacts(result.model, evaluation, result.history, holdout_pixels, folder)
+        with stage("drawing the evaluation figures"):
+            write_evaluation_artifacts(
+                result.model, evaluation, result.history, holdout_pixels, folder
+            )
+            panel = holdout_panel(splits.holdout, settings.explain.panel_size)
+            write_acceptance_panel(result.model, panel, folder)
         explanation_metrics: dict[str, float] = {}
         if settings.tracking.log_explanations:
-            panel = holdout_panel(splits.holdout, settings.explain.panel_size)
-            explanation_metrics = write_explanation_artifacts(
-                result.model, panel, splits.train, folder
-            )
+            with stage("explaining the holdout panel (SHAP, activations, quality)"):
+                explanation_metrics = write_explanation_artifacts(
+                    result.model, panel, splits.train, folder
+                )
             metrics |= explanation_metrics
-        mlflow.log_artifacts(str(folder))
-        mlflow.log_metrics(metrics)
-        info = log_keras_model(result.model, settings.tracking.registered_model)
+        with stage("logging the run to MLflow"):
+            mlflow.log_artifacts(str(folder))
+            mlflow.log_metrics(metrics)
+            mlflow.set_tag(
+                "mlflow.note.content", run_description(gated, metrics, result.epochs_run)
+            )
+            info = log_keras_model(result.model)  # registered last, below
         example = {"inputs": to_model_input(holdout_pixels[:1]).round(4).tolist()}
         mlflow.log_dict(example, "model_input_example.json")
         card = render_model_card(
@@ -197,13 +305,13 @@ def run_training(settings: Settings, gated: GatedData, verbose: int | str = "aut
             explanation_metrics=explanation_metrics,
         )
         mlflow.log_text(card, "model_card.md")
-    version = getattr(info, "registered_model_version", None)
+        version = register_version(info.model_uri, registered_name)
     return TrainingRun(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
         tracking_uri=uri,
         model_uri=info.model_uri,
         registered_model=settings.tracking.registered_model,
-        version=str(version) if version is not None else None,
+        version=version,
         metrics=metrics,
     )
