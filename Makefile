@@ -13,18 +13,20 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
 COMPOSE := docker compose -f docker/compose.yaml
+# The Keras backend's extra (tensorflow, jax, torch; gpu or jax-gpu for CUDA): TensorFlow by default.
+BACKEND_EXTRA ?= tensorflow
 
-.PHONY: setup run test lint browser schedule ui stack-up stack-demo stack-down stack-lint
+.PHONY: setup run test lint browser schedule ui serving-requirements stack-up stack-demo stack-down stack-lint
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	@$(UV) sync --locked --quiet
+	@$(UV) sync --locked --quiet --extra $(BACKEND_EXTRA)
 
 run: setup  ## the whole pipeline on the embedded data (Prefect flow, ephemeral API)
 	$(RUN) python flows/retrain.py
 
 schedule: setup  ## serve prefect.yaml's deployments (nightly + data/incoming watcher) locally
-	$(RUN) python flows/schedule.py
+	$(RUN) python flows/schedule.py  # also creates the clearsight-registry concurrency limit
 
 ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
 	$(RUN) clearsight ui
@@ -36,6 +38,10 @@ browser:  ## Debian's Chromium for the web page test (installed when root; else 
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium unavailable: the browser test will be skipped"
+
+serving-requirements: setup  ## re-export serving/requirements.txt (the bento's pins) from uv.lock
+	$(UV) export --frozen --only-group serving --no-hashes --no-emit-project --quiet \
+		--output-file serving/requirements.txt
 
 lint: setup
 	$(RUN) ruff check .

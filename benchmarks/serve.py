@@ -32,6 +32,8 @@ from pathlib import Path
 import clearsight  # noqa: F401  (telemetry off, inherited by the servers)
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: serving/ is imported from the checkout
+    sys.path.insert(0, str(REPO))
 CONCURRENCY = (1, 8, 32)
 TARGET_SPEEDUP = 3.0  # clearsight predictions vs plain, requests/s at concurrency 32
 TARGET_P99_MS = 25.0  # clearsight predictions at concurrency 32

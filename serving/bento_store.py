@@ -16,6 +16,7 @@ BENTOML_HOME decides where the stores are (``~/bentoml`` by default, as BentoML'
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from clearsight.choices import CHAMPION
 from clearsight.errors import ConfigurationError
 from clearsight.inference.provenance import Provenance
-from clearsight.packages import SERVING, for_backend, pinned
 
 if TYPE_CHECKING:
     import keras
@@ -121,11 +121,6 @@ def load_stored_model(stored: StoredModel) -> keras.Model:
     return keras.saving.load_model(stored.path_of(MODEL_FILE), compile=False)
 
 
-def serving_requirements(backend: str = "tensorflow") -> list[str]:
-    """The serving packages (with the backend's) pinned to the versions installed here."""
-    return pinned(for_backend(SERVING, backend))
-
-
 def source_root(settings: Settings) -> Path:
     """The checkout holding ``serving/``: a bento is built from source, not from a wheel."""
     root = settings.home
@@ -137,7 +132,13 @@ def source_root(settings: Settings) -> Path:
 
 
 def build_service(settings: Settings, ref: str = CHAMPION) -> BuiltService:
-    """Import the registry's model (``@champion`` by default) and build the bento serving it."""
+    """Import the registry's model (``@champion`` by default) and build the bento serving it.
+
+    The build reads ``[tool.bentoml.build]`` of the checkout's pyproject.toml, exactly as
+    ``bentoml build`` does: the same files, and the packages of the ``serving`` dependency
+    group pinned from uv.lock (serving/requirements.txt, ``make serving-requirements``), so
+    the build needs no package index. The bento argument pins it to the imported model.
+    """
     import bentoml
 
     imported = import_model(settings, ref)
@@ -145,23 +146,18 @@ def build_service(settings: Settings, ref: str = CHAMPION) -> BuiltService:
     # The service module reads the model tag at import: import it afresh for this build.
     sys.modules.pop(SERVICE_MODULE, None)
     provenance = imported.provenance
-    bento = bentoml.bentos.build(
-        SERVICE_IMPORT,
-        name=BENTO_NAME,
-        build_ctx=str(root),
-        args={MODEL_ARGUMENT: imported.tag},
-        include=["serving/*.py", "serving/ui/*", "src/clearsight/**/*.py"],
-        labels={
-            "registered_model": provenance.name,
-            "registry_version": provenance.version,
-            "run_id": provenance.run_id or "",
-        },
-        description=(
-            f"clearsight: {provenance.name} v{provenance.version} "
-            f"(run {provenance.run_id}) with explanations on request."
-        ),
-        python={"packages": serving_requirements(), "lock_packages": False},
-    )
+    with contextlib.chdir(root):  # BentoML resolves the build file's paths under the cwd
+        bento = bentoml.bentos.build_bentofile(
+            service=SERVICE_IMPORT,
+            name=BENTO_NAME,
+            build_ctx=str(root),
+            args={MODEL_ARGUMENT: imported.tag},
+            labels={
+                "registered_model": provenance.name,
+                "registry_version": provenance.version,
+                "run_id": provenance.run_id or "",
+            },
+        )
     return BuiltService(str(bento.tag), imported.tag, Path(bento.path), provenance)
 
 

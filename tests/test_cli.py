@@ -1,5 +1,6 @@
 """The ``clearsight`` command as a user runs it: a real process, real exit codes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,18 +9,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from .conftest import write_idx_pair
 
 CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
 
 
-def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {
-        "CLEARSIGHT_DATA_DIR": str(tmp_path / "data"),
-        "CLEARSIGHT_MLFLOW_DIR": str(tmp_path / "mlflow"),
-        "COLUMNS": "200",
-    }
+def run_cli(
+    *args: str, tmp_path: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = (
+        os.environ
+        | (env or {})
+        | {
+            "CLEARSIGHT_DATA_DIR": str(tmp_path / "data"),
+            "CLEARSIGHT_MLFLOW_DIR": str(tmp_path / "mlflow"),
+            "COLUMNS": "200",
+        }
+    )
     return subprocess.run([CLEARSIGHT, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -70,34 +78,59 @@ def test_validate_embedded_passes_and_prints_report_paths(tmp_path: Path) -> Non
     assert "holdout: frozen (reused)" in describe.stdout
 
 
+EXPECTED_FAILURES = [
+    (("models",), "registered model 'clearsight-cnn' does not exist yet"),
+    (("rollback",), "registered model 'clearsight-cnn' does not exist yet"),
+    (("promote",), "no frozen holdout"),
+    (("train", "--backend", "torch"), "the torch backend needs the 'torch' package"),
+    (("data", "validate", "-s", "npz"), "source 'npz' needs a path"),
+    (("data", "describe", "-s", "npz", "-p", "missing.npz"), "missing.npz: no such file"),
+    (("data", "describe", "--source", "nope"), "'nope' is not one of 'embedded', 'idx'"),
+    (("predict", "missing.png"), "'missing.png' does not exist"),
+    (("explain", "{digit}", "-m", "lime"), "'lime' is not one of 'integrated_gradients'"),
+    (("retrain", "--path", "missing"), "'missing' does not exist"),
+    (("train", "--epochs", "0"), "--epochs': Input should be greater than or equal to 1"),
+    (("frobnicate",), "No such command 'frobnicate'"),
+]
+
+
 @pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("models",), "registered model 'clearsight-cnn' does not exist yet"),
-        (("rollback",), "registered model 'clearsight-cnn' does not exist yet"),
-        (("promote",), "no frozen holdout"),
-        (("train", "--backend", "torch"), "the torch backend needs the 'torch' package"),
-        (("data", "validate", "-s", "npz"), "source 'npz' needs a path"),
-        (("data", "describe", "-s", "npz", "-p", "missing.npz"), "missing.npz: no such file"),
-        (("predict", "missing.png"), "missing.png: no such file"),
-    ],
-    ids=lambda v: " ".join(v) if isinstance(v, tuple) else None,
+    ("args", "message"), EXPECTED_FAILURES, ids=[" ".join(a) for a, _ in EXPECTED_FAILURES]
 )
 def test_expected_failures_are_one_line_and_exit_1(
-    tmp_path: Path, args: tuple[str, ...], message: str
+    tmp_path: Path, digits, args: tuple[str, ...], message: str
 ) -> None:
-    result = run_cli(*args, tmp_path=tmp_path)
+    digit = tmp_path / "digit.png"
+    Image.fromarray(digits[0][0]).save(digit)
+    result = run_cli(*(a.format(digit=digit) for a in args), tmp_path=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and message in errors[0], errors
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_unknown_method_is_refused_before_any_work(tmp_path: Path) -> None:
-    result = run_cli("explain", "seven.png", "-m", "lime", tmp_path=tmp_path)
-    assert result.returncode != 0
-    assert "lime" in result.stderr and "integrated_gradients" in result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+def test_invalid_setting_from_the_environment_is_one_line(tmp_path: Path) -> None:
+    result = run_cli("config", tmp_path=tmp_path, env={"CLEARSIGHT_TRAIN__EPOCHS": "zero"})
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: invalid setting train.epochs")
+
+
+def test_version_config_and_json(tmp_path: Path) -> None:
+    assert run_cli("--version", tmp_path=tmp_path).stdout.startswith("clearsight 0.")
+    settings = json.loads(
+        run_cli("config", "--json", tmp_path=tmp_path, env={"CLEARSIGHT_DATA__SEED": "7"}).stdout
+    )
+    assert settings["data.seed"] == {"value": 7, "from": "env CLEARSIGHT_DATA__SEED"}
+    assert settings["train.epochs"]["from"] == "default"
+    described = json.loads(run_cli("data", "describe", "--json", tmp_path=tmp_path).stdout)
+    assert described["images"] == 5000 and set(described["splits"]) == {
+        "train",
+        "validation",
+        "holdout",
+    }
+    assert (
+        sum(described["splits"]["holdout"]["per_class"]) == described["splits"]["holdout"]["images"]
+    )
 
 
 @pytest.mark.slow

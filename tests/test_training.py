@@ -189,7 +189,7 @@ def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path
         text=True,
         timeout=300,
     )
-    assert missing.returncode == 1 and "nope.png: no such file" in missing.stderr
+    assert missing.returncode == 1 and "nope.png' does not exist" in missing.stderr
 
 
 def test_same_seed_same_metrics_on_cpu(digits) -> None:

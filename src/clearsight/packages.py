@@ -1,9 +1,9 @@
 """Which installed packages matter, and their exact versions: one place for every pin.
 
-Three consumers need the same answer: a training run's tags (what decided its behaviour), the
-logged MLflow model's requirements (what loading it needs) and a built bento's packages (what
-serving it needs). Versions come from the environment that ran, so a record never drifts from
-what actually executed.
+Two consumers need the same answer: a training run's tags (what decided its behaviour) and the
+logged MLflow model's requirements (what loading it needs). Versions come from the
+environment that ran, so a record never drifts from what actually executed. (A bento's
+packages are the `serving` dependency group, pinned from uv.lock: serving/requirements.txt.)
 """
 
 from __future__ import annotations
@@ -27,21 +27,6 @@ BEHAVIOUR = (
 
 # What loading a logged model needs, besides its Keras backend's package.
 MODEL_RUNTIME = ("keras", "numpy", "mlflow")
-
-# What the service process imports (the backend's package is added by the caller).
-SERVING = (
-    "bentoml",
-    "fastapi",
-    "keras",
-    "numpy",
-    "pandas",
-    "pillow",
-    "matplotlib",
-    "opencv-python-headless",
-    "shap",
-    "pydantic",
-    "pydantic-settings",
-)
 
 # The package that provides each Keras backend.
 BACKEND_PACKAGE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}

@@ -30,7 +30,7 @@ def test_build_service_pins_the_champion(built: Built, registry: Registry) -> No
     model_file = f"models/clearsight-cnn/v{registry.version}-{registry.run_id}/model.keras"
     names = archive_names(built.archive)
     assert model_file in names and "src/serving/service.py" in names
-    assert "src/src/clearsight/inference/predictor.py" in names
+    assert "src/clearsight/inference/predictor.py" in names  # importable from src/
 
 
 def archive_names(path: Path) -> set[str]:
@@ -75,7 +75,7 @@ def test_predict_prints_and_saves_overlays(
 def test_predict_failures_are_one_line(registry: Registry, tmp_path: Path) -> None:
     missing = run_cli("predict", str(tmp_path / "nope.png"), env=registry.env)
     assert missing.returncode == 1 and missing.stderr.strip().count("\n") == 0
-    assert "no such file" in missing.stderr
+    assert "nope.png' does not exist" in missing.stderr
     image = tmp_path / "x.png"
     Image.new("L", (28, 28)).save(image)
     unreachable = run_cli("predict", str(image), "--url", "http://127.0.0.1:9", env=registry.env)

@@ -30,6 +30,18 @@ def test_health_and_metadata(oip: triton.InferenceServerClient, registry: Regist
         oip.get_model_metadata("other-model")
 
 
+def test_versioned_metadata_and_readiness(
+    oip: triton.InferenceServerClient, registry: Registry
+) -> None:
+    """tritonclient's calls with a version hit /v2/models/{name}/versions/{v}[/ready]."""
+    name, version = registry.settings.tracking.registered_model, registry.version
+    assert oip.is_model_ready(name, version)
+    assert oip.get_model_metadata(name, version)["versions"] == [version]
+    assert not oip.is_model_ready(name, "999")
+    with pytest.raises(InferenceServerException, match="no model clearsight-cnn version 999"):
+        oip.get_model_metadata(name, "999")
+
+
 @pytest.mark.parametrize("binary", [True, False])
 def test_infer_with_attribution(
     oip: triton.InferenceServerClient, registry: Registry, server: Server, digits, binary: bool

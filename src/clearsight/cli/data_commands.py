@@ -1,0 +1,109 @@
+"""``clearsight data``: what a source holds, whether it passes the contract, the reference."""
+
+from __future__ import annotations
+
+from clearsight.cli.app import data_app
+from clearsight.cli.options import PathOpt, ResizeOpt, SourceOpt, load_settings
+from clearsight.cli.output import (
+    JsonOpt,
+    console,
+    new_table,
+    print_json,
+    print_report,
+    step,
+    user_errors,
+)
+
+
+@data_app.command("describe")
+def data_describe(
+    source: SourceOpt = None,
+    path: PathOpt = None,
+    folder_resize: ResizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what a source holds and how it splits (no validation)."""
+    with user_errors():
+        import numpy as np
+
+        from clearsight.data import HoldoutStore, load, make_splits
+        from clearsight.digits import N_CLASSES
+
+        settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        with step(f"reading the {settings.data.source} source"):
+            dataset = load(settings.data)
+            splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
+        per_split = {
+            name: {
+                "images": len(ds),
+                "per_class": np.bincount(ds.labels[ds.labels >= 0], minlength=N_CLASSES).tolist(),
+                "sha256": ds.digest,
+            }
+            for name, ds in splits.items()
+        }
+        if as_json:
+            print_json(
+                {
+                    "origin": dataset.origin,
+                    "images": len(dataset),
+                    "shape": list(dataset.images.shape[1:]),
+                    "dtype": str(dataset.images.dtype),
+                    "sha256": dataset.digest,
+                    "splits": per_split,
+                    "holdout": {"frozen": splits.holdout_frozen, "folder": settings.holdout_dir},
+                }
+            )
+            return
+        console.print(f"[bold]{dataset.origin}[/bold]")
+        console.print(
+            f"{len(dataset)} images, shape {dataset.images.shape[1:]}, "
+            f"dtype {dataset.images.dtype}, digest {dataset.digest[:16]}"
+        )
+        table = new_table("splits", "split", "images", "per class", "sha256")
+        for name, row in per_split.items():
+            counts = " ".join(map(str, row["per_class"]))
+            table.add_row(name, str(row["images"]), counts, row["sha256"][:16])
+        console.print(table)
+        frozen = "frozen (reused)" if splits.holdout_frozen else "new (frozen after validation)"
+        console.print(f"holdout: {frozen} in {settings.holdout_dir}")
+
+
+@data_app.command("validate")
+def data_validate(
+    source: SourceOpt = None,
+    path: PathOpt = None,
+    folder_resize: ResizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a source against the data contract; exit 1 listing failed expectations."""
+    with user_errors():
+        from clearsight.data.gate import run_data_gate
+
+        settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        with step("checking the data contract (Great Expectations)"):
+            gated = run_data_gate(settings)
+        if as_json:
+            print_json(gated.report.to_dict())
+            return
+        print_report(gated.report)
+        console.print("[green]data contract passed[/green]")
+
+
+@data_app.command("reference")
+def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
+    """Rewrite the reference profile that drift checks compare against, from a source."""
+    with user_errors():
+        import json
+
+        from clearsight.data import HoldoutStore, load, make_splits, profile_splits
+        from clearsight.data.contract import build_reference
+
+        settings = load_settings(source=source, path=path)
+        with step("profiling the source"):
+            dataset = load(settings.data)
+            splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
+            reference = build_reference(profile_splits(splits), dataset.origin)
+        target = settings.reference_profile_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(reference, indent=2) + "\n")
+        console.print(f"reference profile of {len(dataset)} images written to {target}")

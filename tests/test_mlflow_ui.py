@@ -1,0 +1,106 @@
+"""The MLflow UI as a person reads it, in headless Chromium: a run list whose names say what
+each run is, and a model version page that says why it was (not) promoted. Screenshots are
+kept in test-artifacts/ for a person to look at."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from clearsight.config import TrainSettings
+from clearsight.data.gate import run_data_gate
+from clearsight.tracking.registry import evaluate_and_promote
+from clearsight.tracking.run import TrainingRun, run_training
+
+from .conftest import REPO, stores_under
+from .serving.conftest import free_port
+from .serving.test_web_page import CHROMIUM, CHROMIUM_ARGS
+
+ARTIFACTS = REPO / "test-artifacts"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def promoted(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingRun, str]:
+    """One short real training run, registered and promoted (bootstrap) with its decision."""
+    settings = stores_under(
+        tmp_path_factory.mktemp("mlflow-ui"),
+        train=TrainSettings(epochs=2, batch_size=128),
+        tracking={"log_system_metrics": False, "log_explanations": False},
+    )
+    gated = run_data_gate(settings)
+    run = run_training(settings, gated, verbose=0)
+    decision = evaluate_and_promote(settings, gated.splits.holdout, run.version)
+    assert decision.promoted
+    return run, decision.reason
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(promoted: tuple[TrainingRun, str]) -> Iterator[str]:
+    """``mlflow ui`` on the run's store, on a free loopback port (one worker, no job runner)."""
+    run, _ = promoted
+    port = free_port()
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", run.tracking_uri]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_run_list_and_version_page_say_what_and_why(mlflow_ui: str, promoted) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    run, reason = promoted
+    client_run = httpx.get(
+        f"{mlflow_ui}/api/2.0/mlflow/runs/get", params={"run_id": run.run_id}, timeout=10
+    ).json()["run"]
+    run_name = client_run["info"]["run_name"]
+    assert run_name.startswith("tensorflow-embedded-") and "seed42" in run_name
+    description = {t["key"]: t["value"] for t in client_run["data"]["tags"]}["mlflow.note.content"]
+    assert "holdout accuracy" in description
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{mlflow_ui}/#/experiments/{run.experiment_id}")
+            expect(page.get_by_text(run_name).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=ARTIFACTS / "mlflow_run_list.png")
+            page.goto(f"{mlflow_ui}/#/models/{run.registered_model}/versions/{run.version}")
+            expect(page.get_by_text(reason).first).to_be_visible(timeout=60_000)
+            page.screenshot(path=ARTIFACTS / "mlflow_model_version.png", full_page=True)
+        finally:
+            browser.close()
