@@ -37,7 +37,7 @@ MULTIPART_OPENAPI: dict[str, Any] = {
                         UPLOAD_FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "PNG or JPEG files, one digit each (light on dark).",
+                            "description": "PNG or JPEG files, one digit each (either polarity).",
                         },
                         OPTIONS_FIELD: {
                             "type": "string",

@@ -1,14 +1,26 @@
-"""Every source on fixtures written here, and one-line errors for unreadable files."""
+"""Every source on fixtures written here, one-line errors for unreadable files, and the
+opt-in polarity normalisation of images people send (dark on light -> light on dark)."""
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from clearsight.config import DataSettings
 from clearsight.data import DataSourceError, load
-from clearsight.data.sources import load_embedded, load_folder, load_idx, load_npz, read_image
+from clearsight.data.polarity import to_training_polarity
+from clearsight.data.sources import (
+    fit_like_mnist,
+    load_embedded,
+    load_folder,
+    load_idx,
+    load_npz,
+    prepare_gray,
+    read_image,
+    read_prepared,
+)
 
 from .conftest import write_idx, write_idx_pair
 
@@ -145,3 +157,98 @@ def test_folder_problems(tmp_path: Path) -> None:
 def test_path_is_required_for_file_sources() -> None:
     with pytest.raises(DataSourceError, match="source 'idx' needs a path"):
         load(DataSettings(source="idx"))
+
+
+# -- polarity ------------------------------------------------------------------------------
+
+
+def _jpeg(image: np.ndarray, quality: int = 70) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("L"))
+
+
+def test_light_on_dark_digits_are_untouched(digits) -> None:
+    images, _ = digits
+    for image in images:
+        result = to_training_polarity(image)
+        assert not result.inverted and result.note() is None
+        assert result.image is image  # the very same pixels, not a copy or a rescale
+
+
+def test_inverted_digits_are_detected_and_restored_exactly(digits) -> None:
+    images, _ = digits
+    for image in images:
+        result = to_training_polarity(255 - image)
+        assert result.inverted and result.evidence == "border" and result.removed == 0
+        assert result.note() == "inverted: dark digit on light background (border median 255)"
+        np.testing.assert_array_equal(result.image, image)
+
+
+def test_jpeg_noisy_off_white_paper_is_detected_and_its_background_removed(digits) -> None:
+    images, _ = digits
+    rng = np.random.default_rng(0)
+    digit = np.asarray(Image.fromarray(images[7]).resize((112, 112), Image.Resampling.BILINEAR))
+    paper = 230 - 0.8 * digit + rng.normal(0, 6, digit.shape)  # grey ink, grainy paper
+    photo = _jpeg(np.clip(paper, 0, 255).astype(np.uint8))
+    result = to_training_polarity(photo)
+    assert result.inverted and 200 < result.level < 250 and result.removed > 0
+    # Paper well away from the digit is exactly 0, so fit_like_mnist's crop finds the digit...
+    near = np.asarray(Image.fromarray(digit).filter(ImageFilter.MaxFilter(9))) > 0
+    assert np.mean(result.image[~near] == 0) > 0.999
+    # ...and the fitted digit matches the clean one fitted the same way.
+    fitted = fit_like_mnist(result.image).astype(float)
+    clean = fit_like_mnist(digit).astype(float)
+    assert np.corrcoef(fitted.ravel(), clean.ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 254, 255])
+def test_blank_images_do_not_crash(value: int) -> None:
+    for shape in [(28, 28), (1, 1), (3, 50), (300, 200)]:
+        blank = np.full(shape, value, np.uint8)
+        result = to_training_polarity(blank)
+        assert result.image.shape == shape and result.inverted == (value > 127)
+        if result.inverted:
+            assert not result.image.any()  # white paper, no ink: black
+        prepared = prepare_gray(blank, normalise_polarity=True)
+        assert prepared.pixels.shape == (28, 28) and prepared.pixels.dtype == np.uint8
+    assert to_training_polarity(np.zeros((0, 0), np.uint8)).inverted is False
+
+
+def test_a_mixed_border_is_decided_by_the_whole_image() -> None:
+    letter = np.full((20, 20), 230, np.uint8)  # a dark "H" cropped to its ink: 2 edges are ink
+    letter[:, :3] = letter[:, -3:] = letter[9:12, :] = 20
+    result = to_training_polarity(letter)
+    assert result.inverted and result.evidence == "whole image"
+    assert result.image[0, 10] == 0 and result.image[0, 0] > 200  # paper dark, ink bright
+    kept = to_training_polarity(255 - letter)  # the same crop, light on dark
+    assert not kept.inverted and kept.evidence == "whole image"
+
+
+def test_polarity_wants_a_grayscale_uint8_image() -> None:
+    with pytest.raises(ValueError, match="2-D uint8"):
+        to_training_polarity(np.zeros((28, 28, 3), np.uint8))
+    with pytest.raises(ValueError, match="2-D uint8"):
+        to_training_polarity(np.zeros((28, 28), np.float32))
+
+
+def test_normalising_polarity_is_opt_in_and_training_folders_keep_theirs(
+    tmp_path: Path, digits
+) -> None:
+    images, labels = digits
+    big = np.kron(images[0], np.ones((3, 3), np.uint8))  # 84x84
+    Image.fromarray(255 - big).save(tmp_path / "dark_on_light.png")
+    Image.fromarray(big).save(tmp_path / "light_on_dark.png")
+
+    prepared = read_prepared(tmp_path / "dark_on_light.png", normalise_polarity=True)
+    assert [step.split(":")[0] for step in prepared.steps] == ["inverted", "fitted"]
+    original = read_prepared(tmp_path / "light_on_dark.png", normalise_polarity=True)
+    assert [step.split(":")[0] for step in original.steps] == ["fitted"]
+    np.testing.assert_array_equal(prepared.pixels, original.pixels)
+
+    # Without the option (the folder source's way) an inverted image stays inverted, so the
+    # data contract still sees and reports it.
+    (tmp_path / "train" / str(labels[0])).mkdir(parents=True)
+    Image.fromarray(255 - images[0]).save(tmp_path / "train" / str(labels[0]) / "a.png")
+    np.testing.assert_array_equal(load_folder(tmp_path / "train").images[0], 255 - images[0])
+    assert read_prepared(tmp_path / "dark_on_light.png").steps[0].startswith("fitted")

@@ -1,5 +1,6 @@
 """Training and MLflow logging on a real SQLite store: the run must hold everything."""
 
+import json
 import os
 import subprocess
 import sys
@@ -190,6 +191,18 @@ def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path
         timeout=300,
     )
     assert missing.returncode == 1 and "nope.png' does not exist" in missing.stderr
+    dark = tmp_path / "dark_seven.png"
+    Image.fromarray(255 - np.asarray(Image.open(png))).resize((84, 84)).save(dark)
+    inverted = subprocess.run(
+        [cli, "explain", str(dark), "--out", str(tmp_path / "out"), "-m", "saliency", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert inverted.returncode == 0, inverted.stderr[-2000:]
+    answer = json.loads(inverted.stdout)
+    assert answer["label"] == 7 and answer["preprocessing"][0].startswith("inverted")
 
 
 def test_same_seed_same_metrics_on_cpu(digits) -> None:

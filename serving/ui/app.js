@@ -35,6 +35,8 @@ pad.addEventListener("pointermove", (event) => {
 ["pointerup", "pointercancel"].forEach((name) => pad.addEventListener(name, () => { drawing = false; }));
 
 $("clear").addEventListener("click", clearPad);
+// An upload fills the pad as it is; a dark digit on a light background is turned light on dark
+// by the service, which says so under the prediction.
 $("upload").addEventListener("change", () => {
   const file = $("upload").files[0];
   if (!file) return;
@@ -79,6 +81,17 @@ function showBars(probabilities, label) {
     value.textContent = `${(100 * p).toFixed(1)}%`;
     bars.append(name, bar, value);
   });
+}
+
+// What the service did to the image before the model saw it (inverted, fitted to 28x28...).
+function showPreprocessing(result) {
+  const list = $("preprocessing");
+  list.replaceChildren();
+  for (const step of result.preprocessing || []) {
+    const item = document.createElement("li");
+    item.textContent = step;
+    list.append(item);
+  }
 }
 
 function figure(src, caption, cls) {
@@ -137,6 +150,7 @@ $("predict").addEventListener("click", async () => {
     small.textContent = `${(100 * result.confidence).toFixed(1)}% confident`;
     $("verdict").append(small);
     showBars(result.probabilities, result.label);
+    showPreprocessing(result);
     showExplanations(result);
     setStatus(`done in ${payload.timing.total_ms.toFixed(0)} ms (${result.status})`);
     await showActivations(image);

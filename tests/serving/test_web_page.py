@@ -1,11 +1,15 @@
-"""The web page in a real headless Chromium: draw a digit, ask, see prediction and overlays."""
+"""The web page in a real headless Chromium: draw a digit, ask, see prediction and overlays;
+upload a dark-on-light digit and see it inverted."""
 
 from __future__ import annotations
 
+import base64
+import io
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import REPO, Server
@@ -28,6 +32,20 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
 ]
+
+
+def dark_seven() -> bytes:
+    """The Swagger example's MNIST 7, inverted (dark on white) and enlarged, as a PNG."""
+    from PIL import Image
+
+    from clearsight.inference.schemas import EXAMPLE_PNG_BASE64
+
+    with Image.open(io.BytesIO(base64.b64decode(EXAMPLE_PNG_BASE64))) as seven:
+        light = np.asarray(seven.convert("L"))
+    dark = Image.fromarray(255 - light).resize((140, 140), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    dark.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def test_draw_a_digit_and_see_why(server: Server) -> None:
@@ -55,6 +73,9 @@ def test_draw_a_digit_and_see_why(server: Server) -> None:
             expect(page.locator("#status")).to_contain_text("done in", timeout=60_000)
             expect(page.locator("#verdict")).to_have_text(re.compile(r"^\d \d+\.\d% confident"))
             expect(page.locator("#bars .bar")).to_have_count(10)
+            notes = page.locator("#preprocessing li")  # what the service did to the image
+            expect(notes).to_have_count(1)
+            expect(notes.first).to_contain_text("fitted: 280x280")
             overlays = page.locator("#overlays img")
             expect(overlays).to_have_count(2)
             expect(page.locator("#overlays figcaption").first).to_contain_text(
@@ -64,6 +85,16 @@ def test_draw_a_digit_and_see_why(server: Server) -> None:
             for image in overlays.all() + page.locator("#activations img").all():
                 assert image.evaluate("img => img.complete && img.naturalWidth > 0")
             page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+
+            # An upload of a dark digit on white paper, as people write: inverted, and said so.
+            page.locator("#upload").set_input_files(
+                files=[{"name": "seven.png", "mimeType": "image/png", "buffer": dark_seven()}]
+            )
+            page.wait_for_function("() => ctx.getImageData(2, 2, 1, 1).data[0] > 200")
+            page.locator("#predict").click()
+            expect(notes).to_have_count(2, timeout=60_000)
+            expect(notes.first).to_contain_text("inverted: dark digit on light background")
+            expect(notes.nth(1)).to_contain_text("fitted: 280x280")
 
             # A refusal is shown as a message, not swallowed.
             page.evaluate(

@@ -95,8 +95,8 @@ def retrain(
             )
         if str(settings.home) not in sys.path:
             sys.path.insert(0, str(settings.home))
-        flow = importlib.import_module("flows.retrain").retrain
-        summary = flow(
+        run_once = importlib.import_module("flows.retrain").run_once
+        summary = run_once(
             source=settings.data.source,
             path=str(settings.data.path) if settings.data.path else None,
             epochs=epochs,
@@ -164,6 +164,7 @@ def explain_image(
                     "probabilities": result.probabilities.tolist(),
                     "explanations": [vars(row) for row in result.rows],
                     "quality": result.quality,
+                    "preprocessing": list(result.preprocessing),
                 }
             )
             return
@@ -171,6 +172,8 @@ def explain_image(
             f"{settings.tracking.registered_model} v{version}: predicted "
             f"[bold]{result.label}[/bold] ({result.confidence:.1%})"
         )
+        for note in result.preprocessing:
+            console.print(f"note: {note}", highlight=False)
         table = new_table("explanations", "method", "overlay", "seconds", "completeness gap")
         for row in result.rows:
             gap = "" if row.completeness_gap is None else f"{row.completeness_gap:.2%}"

@@ -144,6 +144,8 @@ def predict(
             table.add_row(str(images[result["index"]]), status, label, confidence, explained)
         console.print(table)
         for result in answer["results"]:
+            for note in result.get("preprocessing", []):
+                console.print(f"note: {images[result['index']]}: {note}", highlight=False)
             for warning in result["warnings"]:
                 console.print(f"[yellow]warning:[/yellow] {images[result['index']]}: {warning}")
         for path in written:

@@ -10,6 +10,9 @@
 
 Readers never repair content: pixel range, NaNs, labels and shapes are the data contract's
 business. They only refuse what they cannot parse, with a one-line ``DataSourceError``.
+The one repair, ``prepare_gray(..., normalise_polarity=True)``, is opt-in and only for single
+images people send (inference, ``clearsight explain``); training sources never use it, so an
+inverted training image still reaches the contract.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import gzip
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,7 @@ import numpy as np
 from clearsight.choices import ResizePolicy
 from clearsight.config import DataSettings
 from clearsight.data.dataset import Dataset, concat
+from clearsight.data.polarity import to_training_polarity
 from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import DataSourceError
 
@@ -134,7 +139,8 @@ def fit_like_mnist(image: np.ndarray) -> np.ndarray:
     """Crop to the ink, scale the longer side to 20 px, centre on a 28x28 black canvas.
 
     This is how the MNIST digits themselves were normalised, so drawn or scanned digits land
-    in the same distribution the contract and the model expect.
+    in the same distribution the contract and the model expect. Ink is anything above 0: the
+    image must already be light on a black background (``clearsight.data.polarity``).
     """
     from PIL import Image
 
@@ -152,8 +158,48 @@ def fit_like_mnist(image: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def read_image(path: Path, resize: ResizePolicy = "fit") -> np.ndarray:
-    """One image file as grayscale uint8, brought to 28x28 by the resize policy."""
+@dataclass(frozen=True)
+class PreparedImage:
+    """A 28x28 (unless ``reject`` kept the size) grayscale uint8 image, and the steps taken."""
+
+    pixels: np.ndarray
+    steps: tuple[str, ...] = ()
+
+
+def prepare_gray(
+    gray: np.ndarray, resize: ResizePolicy = "fit", *, normalise_polarity: bool = False
+) -> PreparedImage:
+    """A decoded grayscale image -> MNIST's size, each change described in ``steps``.
+
+    ``normalise_polarity`` (explicit, for images people send: inference and ``clearsight
+    explain``) turns dark-on-light digits light on dark first, since ``fit_like_mnist`` crops to
+    ink on a dark background. Training sources leave it off: there an inverted image is a data
+    problem the contract must report, not something to repair quietly.
+    """
+    steps: list[str] = []
+    if normalise_polarity:
+        polarity = to_training_polarity(gray)
+        gray = polarity.image
+        if (note := polarity.note()) is not None:
+            steps.append(note)
+    height, width = gray.shape
+    if gray.shape == (IMAGE_SIZE, IMAGE_SIZE) or resize == "reject":
+        return PreparedImage(gray, tuple(steps))
+    if resize == "stretch":
+        from PIL import Image
+
+        resized = Image.fromarray(gray).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
+        steps.append(f"stretched: {width}x{height} resized to 28x28, aspect ignored")
+        return PreparedImage(np.asarray(resized), tuple(steps))
+    what = "cropped to the ink, " if np.any(gray > 0) else "no ink found, "
+    steps.append(f"fitted: {width}x{height} {what}longer side scaled to 20 px, centred on 28x28")
+    return PreparedImage(fit_like_mnist(gray), tuple(steps))
+
+
+def read_prepared(
+    path: Path, resize: ResizePolicy = "fit", *, normalise_polarity: bool = False
+) -> PreparedImage:
+    """One image file as grayscale uint8, brought to 28x28 by ``prepare_gray``, with its steps."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -163,12 +209,12 @@ def read_image(path: Path, resize: ResizePolicy = "fit") -> np.ndarray:
         raise DataSourceError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError) as err:
         raise DataSourceError(f"{path}: not a readable image ({err})") from None
-    if gray.shape == (IMAGE_SIZE, IMAGE_SIZE) or resize == "reject":
-        return gray
-    if resize == "stretch":
-        resized = Image.fromarray(gray).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
-        return np.asarray(resized)
-    return fit_like_mnist(gray)
+    return prepare_gray(gray, resize, normalise_polarity=normalise_polarity)
+
+
+def read_image(path: Path, resize: ResizePolicy = "fit") -> np.ndarray:
+    """One image file as grayscale uint8, brought to 28x28 by the resize policy, polarity as is."""
+    return read_prepared(path, resize).pixels
 
 
 def load_folder(root: Path, resize: ResizePolicy = "fit") -> Dataset:

@@ -1,9 +1,11 @@
 """Request images -> float32 (28, 28) in 0-1, the model's input; each problem one ``ImageError``.
 
-Arrays must already be 28x28 and say their scale. Encoded PNG/JPEG images of any size are
-normalised exactly as the ``folder`` data source does (``clearsight.data.sources``): grayscale,
-then cropped to the ink and centred like MNIST, so served images meet the training
-distribution. Nothing here repairs content: NaN, out-of-range values and odd shapes are refused.
+Arrays must already be 28x28 and say their scale; they are taken as given. Encoded PNG/JPEG
+images of any size are what people make, so they are brought to the training distribution
+(``clearsight.data.sources.prepare_gray``): grayscale, dark-on-light digits turned light on
+dark (``clearsight.data.polarity``, decided from the image's border), then, unless already
+28x28, cropped to the ink and centred like MNIST. Each step taken is reported with the image.
+Nothing else is repaired: NaN, out-of-range values and odd shapes are refused.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import base64
 import binascii
 import io
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
-from clearsight.data.sources import fit_like_mnist
+from clearsight.data.sources import prepare_gray
 from clearsight.digits import IMAGE_SIZE, SCALE_MAX, to_model_input
 from clearsight.errors import ImageError
 
@@ -56,8 +59,16 @@ def scaled(values: np.ndarray, scale: object) -> np.ndarray:
     return to_model_input(array, top)
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
-    """A PNG or JPEG file's bytes -> float32 (28, 28) in 0-1, normalised like MNIST."""
+@dataclass(frozen=True)
+class DecodedImage:
+    """A request image as the model's float32 (28, 28) in 0-1, and how it was prepared."""
+
+    pixels: np.ndarray
+    preprocessing: tuple[str, ...] = ()
+
+
+def decode_bytes_with_notes(data: bytes) -> DecodedImage:
+    """A PNG or JPEG file's bytes -> the model's input, in training polarity, fitted like MNIST."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -73,13 +84,17 @@ def decode_bytes(data: bytes) -> np.ndarray:
     except Exception as err:  # truncated or corrupt files raise all sorts of decoder errors
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ImageError(f"broken image data ({reason})") from None
-    if gray.shape != (IMAGE_SIZE, IMAGE_SIZE):
-        gray = fit_like_mnist(gray)
-    return to_model_input(gray)
+    prepared = prepare_gray(gray, "fit", normalise_polarity=True)
+    return DecodedImage(to_model_input(prepared.pixels), prepared.steps)
 
 
-def decode_base64(text: str) -> np.ndarray:
-    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> float32 (28, 28) in 0-1."""
+def decode_bytes(data: bytes) -> np.ndarray:
+    """A PNG or JPEG file's bytes -> float32 (28, 28) in 0-1 (``decode_bytes_with_notes``)."""
+    return decode_bytes_with_notes(data).pixels
+
+
+def decode_base64_with_notes(text: str) -> DecodedImage:
+    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> the model's input and notes."""
     payload = _DATA_URL.sub("", text.strip(), count=1)
     try:
         raw = base64.b64decode(payload, validate=True)
@@ -87,7 +102,12 @@ def decode_base64(text: str) -> np.ndarray:
         raise ImageError("not valid base64") from None
     if not raw:
         raise ImageError("empty image data")
-    return decode_bytes(raw)
+    return decode_bytes_with_notes(raw)
+
+
+def decode_base64(text: str) -> np.ndarray:
+    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> float32 (28, 28) in 0-1."""
+    return decode_base64_with_notes(text).pixels
 
 
 def to_batch(images: list[np.ndarray]) -> np.ndarray:

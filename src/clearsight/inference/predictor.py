@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.to_thread
@@ -31,7 +31,12 @@ from clearsight.inference.explanations import (
     ExplainedBatch,
     explain_batch,
 )
-from clearsight.inference.images import decode_base64, from_array, to_batch
+from clearsight.inference.images import (
+    decode_base64,
+    decode_base64_with_notes,
+    from_array,
+    to_batch,
+)
 from clearsight.inference.provenance import Provenance
 from clearsight.inference.schemas import (
     EXAMPLE_PNG_BASE64,
@@ -55,21 +60,35 @@ logger = logging.getLogger(__name__)
 Forward = Callable[[np.ndarray], Awaitable[np.ndarray]]
 
 
-def decode_images(items: list[ImageInput]) -> tuple[list[np.ndarray | None], list[str | None]]:
-    """Each request image as (28, 28) float32 in 0-1, or None with the reason it failed."""
-    images: list[np.ndarray | None] = []
-    errors: list[str | None] = []
+class DecodedBatch(NamedTuple):
+    """A request's images, position by position: pixels or the error, and the steps taken."""
+
+    images: list[np.ndarray | None]
+    errors: list[str | None]
+    preprocessing: list[list[str]]
+
+
+def decode_images(items: list[ImageInput]) -> DecodedBatch:
+    """Each request image as (28, 28) float32 in 0-1, or None with the reason it failed.
+
+    Arrays are taken as given (no steps); encoded images say how they were prepared.
+    """
+    batch = DecodedBatch([], [], [])
     for item in items:
         try:
             if isinstance(item, ArrayImage):
-                images.append(from_array(item.data, item.scale))
+                pixels, steps = from_array(item.data, item.scale), []
             else:
-                images.append(decode_base64(item.data))
-            errors.append(None)
+                decoded = decode_base64_with_notes(item.data)
+                pixels, steps = decoded.pixels, list(decoded.preprocessing)
+            batch.images.append(pixels)
+            batch.errors.append(None)
+            batch.preprocessing.append(steps)
         except ImageError as err:
-            images.append(None)
-            errors.append(str(err))
-    return images, errors
+            batch.images.append(None)
+            batch.errors.append(str(err))
+            batch.preprocessing.append([])
+    return batch
 
 
 class Predictor:
@@ -148,9 +167,11 @@ class Predictor:
         """
         start = time.perf_counter()
         if any(not isinstance(item, ArrayImage) for item in request.images):
-            images, errors = await anyio.to_thread.run_sync(decode_images, request.images)
+            images, errors, preprocessing = await anyio.to_thread.run_sync(
+                decode_images, request.images
+            )
         else:
-            images, errors = decode_images(request.images)
+            images, errors, preprocessing = decode_images(request.images)
         decoded = time.perf_counter()
         valid = [i for i, image in enumerate(images) if image is not None]
         if not valid:
@@ -182,6 +203,7 @@ class Predictor:
                     probabilities=[float(v) for v in p],
                     explanations=explained.explanations[row] if explained else [],
                     warnings=warnings,
+                    preprocessing=preprocessing[index],
                 )
             )
         results.sort(key=lambda r: r.index)
@@ -204,7 +226,7 @@ class Predictor:
         from clearsight.explain import activations
         from clearsight.explain.render import activation_grid_pngs
 
-        (image,), (error,) = decode_images([request.image])
+        (image,), (error,), _ = decode_images([request.image])
         if image is None:
             raise RequestError(
                 422, "bad_image", f"image 0: {error}", [{"index": 0, "error": error}]
@@ -244,7 +266,9 @@ class Predictor:
                 "shape": [IMAGE_SIZE, IMAGE_SIZE],
                 "scales": list(SCALE_MAX),
                 "encoded_formats": ["png", "jpeg"],
-                "polarity": "light digit on dark background, as MNIST",
+                "polarity": "the model sees light digits on a dark background, as MNIST; "
+                "encoded images that are dark on light are inverted (decided from their "
+                "border) and say so in 'preprocessing'; arrays are taken as given",
             },
             explainer=ExplainerDefaults(
                 **defaults.model_dump(include=chosen),

@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 
 class ArrayImage(_Strict):
-    """A 28x28 grayscale digit as nested lists, light on dark like MNIST."""
+    """A 28x28 grayscale digit as nested lists, light on dark like MNIST; taken as given."""
 
     kind: Literal["array"]
     scale: Scale = Field(
@@ -57,8 +57,11 @@ class ArrayImage(_Strict):
 class EncodedImage(_Strict):
     """A PNG or JPEG file, base64-encoded (a ``data:image/...;base64,`` prefix is accepted).
 
-    Images that are not 28x28 are normalised like MNIST: cropped to the ink, the longer side
-    scaled to 20 px and centred on a 28x28 canvas. Digits must be light on a dark background.
+    Either polarity is accepted: a dark digit on a light background (paper, a scan, a white
+    canvas), decided from the image's border, is inverted to light on dark as MNIST is, and its
+    background level removed. Images that are not 28x28 are then normalised like MNIST: cropped
+    to the ink, the longer side scaled to 20 px and centred on a 28x28 canvas. The result's
+    ``preprocessing`` lists what was done.
     """
 
     kind: Literal["base64"]
@@ -206,6 +209,14 @@ class ImageResult(BaseModel):
     explanations: list[Explanation] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
+    preprocessing: list[str] = Field(
+        default_factory=list,
+        description="What was done to this image before the model saw it, in order, one line "
+        "per step: 'inverted: ...' (a dark digit on a light background, decided from the "
+        "image's border, turned light on dark as the model was trained, background level "
+        "removed), 'fitted: ...' (not 28x28: cropped to the ink, longer side scaled to 20 px, "
+        "centred on 28x28). Empty when the image was used as sent (arrays always are).",
+    )
 
 
 class ModelIdentity(BaseModel):

@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from clearsight.data.sources import read_image
+from clearsight.data.sources import read_prepared
 from clearsight.digits import to_model_input
 from clearsight.explain import explain, get_method
 from clearsight.explain.quality import attribution_curves
@@ -30,15 +30,26 @@ class ImageExplanation:
     probabilities: np.ndarray
     rows: list[MethodResult]
     quality: dict[str, float] = field(default_factory=dict)
+    preprocessing: tuple[str, ...] = ()  # steps taken on the file, e.g. "inverted: ..."
+
+    @property
+    def inverted(self) -> bool:
+        """Whether the file was a dark digit on a light background, turned light on dark."""
+        return any(step.startswith("inverted") for step in self.preprocessing)
 
 
 def explain_file(
     model: keras.Model, image: Path, methods: list[str], out_dir: Path
 ) -> ImageExplanation:
-    """Read, normalise like MNIST (fit), predict, explain, write overlays, measure deletion."""
+    """Read, bring to training polarity, fit like MNIST, predict, explain, write overlays.
+
+    A file is a single image someone made, not training data, so a dark digit on a light
+    background is inverted (``read_prepared(..., normalise_polarity=True)``), as the service
+    does, and ``preprocessing`` says so.
+    """
     specs = [get_method(m) for m in methods]  # an unknown name fails before any work
-    pixels = read_image(image, "fit")
-    x = to_model_input(pixels[None])
+    prepared = read_prepared(image, "fit", normalise_polarity=True)
+    x = to_model_input(prepared.pixels[None])
     probabilities = keras.ops.convert_to_numpy(model(x, training=False))[0]
     label = int(np.argmax(probabilities))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -56,4 +67,6 @@ def explain_file(
         curves = attribution_curves(model, x, attribution, spec.ranking, fill="zero")
         quality[f"{spec.name}_deletion_auc"] = float(curves.deletion_auc[0])
         quality[f"{spec.name}_insertion_auc"] = float(curves.insertion_auc[0])
-    return ImageExplanation(label, float(probabilities[label]), probabilities, rows, quality)
+    return ImageExplanation(
+        label, float(probabilities[label]), probabilities, rows, quality, prepared.steps
+    )
