@@ -15,7 +15,10 @@ auth=()
 live_version() {
     curl -fsS "${auth[@]}" "$url/metadata" | python3 -c "import json, sys; print(json.load(sys.stdin)['version'])"
 }
-champion() { "${compose[@]}" exec -T worker clearsight models | sed -n 's/^champion: //p'; }
+champion() {
+    "${compose[@]}" exec -T worker clearsight models --json \
+        | python3 -c "import json, sys; print(json.load(sys.stdin)['champion'])"
+}
 
 before=$(live_version)
 echo "== the service answers with v$before (champion v$(champion))"

@@ -15,7 +15,6 @@ Locally it runs on Prefect's ephemeral API; ``PREFECT_API_URL`` points it at a s
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -227,15 +226,24 @@ def retrain(
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Run the retrain flow once.")
-    parser.add_argument("--source", default="embedded")
-    parser.add_argument("--path")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seed", type=int)
-    args = parser.parse_args()
+def run_once(
+    source: str = "embedded",
+    path: str | None = None,
+    epochs: int | None = None,
+    seed: int | None = None,
+) -> RetrainSummary:
+    """One retrain from a command line (``clearsight retrain``, ``make run``)."""
     persist_leases()  # the temporary server this starts keeps the registry slot's lease on disk
-    retrain(source=args.source, path=args.path, epochs=args.epochs, seed=args.seed)
+    return retrain(source=source, path=path, epochs=epochs, seed=seed)
+
+
+def main() -> None:
+    """``python flows/retrain.py [options]`` is ``clearsight retrain [options]``: the same
+    checked options (choices, existing paths) and one-line errors."""
+    from clearsight.cli import main as clearsight
+
+    sys.argv = ["clearsight", "retrain", *sys.argv[1:]]
+    clearsight()
 
 
 if __name__ == "__main__":

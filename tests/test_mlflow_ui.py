@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from clearsight.config import TrainSettings
+from clearsight.config import PromotionSettings, TrainSettings
 from clearsight.data.gate import run_data_gate
 from clearsight.tracking.registry import evaluate_and_promote
 from clearsight.tracking.run import TrainingRun, run_training
@@ -38,6 +38,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingRun, str
     settings = stores_under(
         tmp_path_factory.mktemp("mlflow-ui"),
         train=TrainSettings(epochs=2, batch_size=128),
+        promotion=PromotionSettings(min_class_recall=0.0, max_completeness_gap=1.0),
         tracking={"log_system_metrics": False, "log_explanations": False},
     )
     gated = run_data_gate(settings)
@@ -96,11 +97,17 @@ def test_run_list_and_version_page_say_what_and_why(mlflow_ui: str, promoted) ->
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{mlflow_ui}/#/experiments/{run.experiment_id}")
-            expect(page.get_by_text(run_name).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=ARTIFACTS / "mlflow_run_list.png")
+            page.goto(f"{mlflow_ui}/#/experiments/{run.experiment_id}/runs")
+            page.keyboard.press("Escape")  # MLflow 3 greets with a popover about traces
+            try:
+                expect(page.get_by_text(run_name).first).to_be_visible(timeout=60_000)
+            finally:
+                page.screenshot(path=ARTIFACTS / "mlflow_run_list.png")
             page.goto(f"{mlflow_ui}/#/models/{run.registered_model}/versions/{run.version}")
-            expect(page.get_by_text(reason).first).to_be_visible(timeout=60_000)
-            page.screenshot(path=ARTIFACTS / "mlflow_model_version.png", full_page=True)
+            page.keyboard.press("Escape")
+            try:
+                expect(page.get_by_text(reason).first).to_be_visible(timeout=60_000)
+            finally:
+                page.screenshot(path=ARTIFACTS / "mlflow_model_version.png", full_page=True)
         finally:
             browser.close()

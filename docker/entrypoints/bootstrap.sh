@@ -3,7 +3,10 @@
 # Exits 0 when a champion exists (trained now or earlier), 1 otherwise (the service then
 # never starts, and `docker compose logs bootstrap` says which promotion check failed).
 set -eu
-has_champion() { clearsight models | grep -q "^champion: [0-9]"; }
+has_champion() {
+    clearsight models --json 2>/dev/null \
+        | python -c "import json, sys; t = sys.stdin.read(); sys.exit(0 if t and json.loads(t)['champion'] else 1)"
+}
 if has_champion; then
     echo "registry already has a champion: nothing to bootstrap"
     exit 0
