@@ -69,6 +69,9 @@ def test_truncated_file_is_one_line_error(tmp_path: Path, digits) -> None:
 
 
 def test_validate_embedded_passes_and_prints_report_paths(tmp_path: Path) -> None:
+    candidate = run_cli("data", "validate", "--no-freeze", "--json", tmp_path=tmp_path)
+    assert candidate.returncode == 0 and json.loads(candidate.stdout)["success"] is True
+    assert not (tmp_path / "data" / "holdout").exists()  # a candidate check writes no holdout
     result = run_cli("data", "validate", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "data contract passed" in result.stdout

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from clearsight.cli.app import data_app
 from clearsight.cli.options import PathOpt, ResizeOpt, SourceOpt, load_settings
 from clearsight.cli.output import (
@@ -73,6 +77,14 @@ def data_validate(
     source: SourceOpt = None,
     path: PathOpt = None,
     folder_resize: ResizeOpt = None,
+    freeze: Annotated[
+        bool,
+        typer.Option(
+            "--freeze/--no-freeze",
+            help="Freeze the holdout when the data passes and none is frozen yet; "
+            "--no-freeze checks a candidate source and writes no holdout.",
+        ),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a source against the data contract; exit 1 listing failed expectations."""
@@ -81,7 +93,7 @@ def data_validate(
 
         settings = load_settings(source=source, path=path, folder_resize=folder_resize)
         with step("checking the data contract (Great Expectations)"):
-            gated = run_data_gate(settings)
+            gated = run_data_gate(settings, freeze_holdout=freeze)
         if as_json:
             print_json(gated.report.to_dict())
             return
