@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,15 +19,13 @@ from clearsight.data.gate import run_data_gate
 from clearsight.tracking.registry import evaluate_and_promote
 from clearsight.tracking.run import TrainingRun, run_training
 
-from .conftest import REPO, stores_under
+from .browser import ARTIFACTS, browser_page, needs_chromium
+from .conftest import stores_under
 from .serving.conftest import free_port
-from .serving.test_web_page import CHROMIUM, CHROMIUM_ARGS
-
-ARTIFACTS = REPO / "test-artifacts"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+    needs_chromium,
 ]
 
 
@@ -81,7 +78,7 @@ def mlflow_ui(promoted: tuple[TrainingRun, str]) -> Iterator[str]:
 
 
 def test_run_list_and_version_page_say_what_and_why(mlflow_ui: str, promoted) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     run, reason = promoted
     client_run = httpx.get(
@@ -92,22 +89,16 @@ def test_run_list_and_version_page_say_what_and_why(mlflow_ui: str, promoted) ->
     description = {t["key"]: t["value"] for t in client_run["data"]["tags"]}["mlflow.note.content"]
     assert "holdout accuracy" in description
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with browser_page(1400, 900) as page:
+        page.goto(f"{mlflow_ui}/#/experiments/{run.experiment_id}/runs")
+        page.keyboard.press("Escape")  # MLflow 3 greets with a popover about traces
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.goto(f"{mlflow_ui}/#/experiments/{run.experiment_id}/runs")
-            page.keyboard.press("Escape")  # MLflow 3 greets with a popover about traces
-            try:
-                expect(page.get_by_text(run_name).first).to_be_visible(timeout=60_000)
-            finally:
-                page.screenshot(path=ARTIFACTS / "mlflow_run_list.png")
-            page.goto(f"{mlflow_ui}/#/models/{run.registered_model}/versions/{run.version}")
-            page.keyboard.press("Escape")
-            try:
-                expect(page.get_by_text(reason).first).to_be_visible(timeout=60_000)
-            finally:
-                page.screenshot(path=ARTIFACTS / "mlflow_model_version.png", full_page=True)
+            expect(page.get_by_text(run_name).first).to_be_visible(timeout=60_000)
         finally:
-            browser.close()
+            page.screenshot(path=ARTIFACTS / "mlflow_run_list.png")
+        page.goto(f"{mlflow_ui}/#/models/{run.registered_model}/versions/{run.version}")
+        page.keyboard.press("Escape")
+        try:
+            expect(page.get_by_text(reason).first).to_be_visible(timeout=60_000)
+        finally:
+            page.screenshot(path=ARTIFACTS / "mlflow_model_version.png", full_page=True)

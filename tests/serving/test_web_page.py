@@ -6,31 +6,17 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from .conftest import REPO, Server
+from tests.browser import ARTIFACTS, browser_page, needs_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = REPO / "test-artifacts"
-# Loopback only: every other host name resolves nowhere, background services are off.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-]
+from .conftest import Server
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+    needs_chromium,
 ]
 
 
@@ -49,59 +35,51 @@ def dark_seven() -> bytes:
 
 
 def test_draw_a_digit_and_see_why(server: Server) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"{server.url}/ui/")
-            expect(page.locator("#model")).to_contain_text("clearsight-cnn v")
+    with browser_page(1280, 1000) as page:
+        page.goto(f"{server.url}/ui/")
+        expect(page.locator("#model")).to_contain_text("clearsight-cnn v")
 
-            # A "1": one vertical stroke down the middle of the pad.
-            box = page.locator("#pad").bounding_box()
-            assert box is not None
-            x = box["x"] + box["width"] / 2
-            page.mouse.move(x, box["y"] + 40)
-            page.mouse.down()
-            for step in range(1, 21):
-                page.mouse.move(x + step * 0.5, box["y"] + 40 + step * 10)
-            page.mouse.up()
+        # A "1": one vertical stroke down the middle of the pad.
+        box = page.locator("#pad").bounding_box()
+        assert box is not None
+        x = box["x"] + box["width"] / 2
+        page.mouse.move(x, box["y"] + 40)
+        page.mouse.down()
+        for step in range(1, 21):
+            page.mouse.move(x + step * 0.5, box["y"] + 40 + step * 10)
+        page.mouse.up()
 
-            page.locator("#predict").click()
-            expect(page.locator("#status")).to_contain_text("done in", timeout=60_000)
-            expect(page.locator("#verdict")).to_have_text(re.compile(r"^\d \d+\.\d% confident"))
-            expect(page.locator("#bars .bar")).to_have_count(10)
-            notes = page.locator("#preprocessing li")  # what the service did to the image
-            expect(notes).to_have_count(1)
-            expect(notes.first).to_contain_text("fitted: 280x280")
-            overlays = page.locator("#overlays img")
-            expect(overlays).to_have_count(2)
-            expect(page.locator("#overlays figcaption").first).to_contain_text(
-                "integrated_gradients"
-            )
-            expect(page.locator("#activations img")).to_have_count(4, timeout=30_000)
-            for image in overlays.all() + page.locator("#activations img").all():
-                assert image.evaluate("img => img.complete && img.naturalWidth > 0")
-            page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+        page.locator("#predict").click()
+        expect(page.locator("#status")).to_contain_text("done in", timeout=60_000)
+        expect(page.locator("#verdict")).to_have_text(re.compile(r"^\d \d+\.\d% confident"))
+        expect(page.locator("#bars .bar")).to_have_count(10)
+        notes = page.locator("#preprocessing li")  # what the service did to the image
+        expect(notes).to_have_count(1)
+        expect(notes.first).to_contain_text("fitted: 280x280")
+        overlays = page.locator("#overlays img")
+        expect(overlays).to_have_count(2)
+        expect(page.locator("#overlays figcaption").first).to_contain_text("integrated_gradients")
+        expect(page.locator("#activations img")).to_have_count(4, timeout=30_000)
+        for image in overlays.all() + page.locator("#activations img").all():
+            assert image.evaluate("img => img.complete && img.naturalWidth > 0")
+        page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
 
-            # An upload of a dark digit on white paper, as people write: inverted, and said so.
-            page.locator("#upload").set_input_files(
-                files=[{"name": "seven.png", "mimeType": "image/png", "buffer": dark_seven()}]
-            )
-            page.wait_for_function("() => ctx.getImageData(2, 2, 1, 1).data[0] > 200")
-            page.locator("#predict").click()
-            expect(notes).to_have_count(2, timeout=60_000)
-            expect(notes.first).to_contain_text("inverted: dark digit on light background")
-            expect(notes.nth(1)).to_contain_text("fitted: 280x280")
+        # An upload of a dark digit on white paper, as people write: inverted, and said so.
+        page.locator("#upload").set_input_files(
+            files=[{"name": "seven.png", "mimeType": "image/png", "buffer": dark_seven()}]
+        )
+        page.wait_for_function("() => ctx.getImageData(2, 2, 1, 1).data[0] > 200")
+        page.locator("#predict").click()
+        expect(notes).to_have_count(2, timeout=60_000)
+        expect(notes.first).to_contain_text("inverted: dark digit on light background")
+        expect(notes.nth(1)).to_contain_text("fitted: 280x280")
 
-            # A refusal is shown as a message, not swallowed.
-            page.evaluate(
-                "call('/predict', {images: []}).catch("
-                "e => setStatus('The service refused this input: ' + e.message, true))"
-            )
-            expect(page.locator("#status")).to_have_class("error")
-            expect(page.locator("#status")).to_contain_text("refused")
-        finally:
-            browser.close()
+        # A refusal is shown as a message, not swallowed.
+        page.evaluate(
+            "call('/predict', {images: []}).catch("
+            "e => setStatus('The service refused this input: ' + e.message, true))"
+        )
+        expect(page.locator("#status")).to_have_class("error")
+        expect(page.locator("#status")).to_contain_text("refused")
