@@ -5,17 +5,27 @@ first compile), per single image: p50/p95 latency over held-out digits, and at b
 images per second. ``shap.GradientExplainer`` at its defaults (all 10 outputs, nsamples=200,
 a background of 100 training digits) runs on the same model and images in the same process.
 
-    uv run --no-sync python benchmarks/explain.py [--out FILE.json]
+Beside them, the integrated-gradients implementations users would reach for instead, on the
+same model file and images: alibi's ``IntegratedGradients`` (alibi 0.9.6, in its own uv
+environment, ``benchmarks/peers/alibi_ig.py``) and Captum's where PyTorch is installed (it is
+skipped, with the reason printed, where it is not). Each reports latency, images/s at batch 64
+and its completeness gap (``clearsight.explain.quality``'s definition, on the predicted logit),
+so speed is compared at equal quality.
+
+    uv run --no-sync python benchmarks/explain.py [--json benchmarks/results/explain.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +42,8 @@ from clearsight.model.cnn import build_cnn
 TARGET_P95_MS = 50.0  # IG (32 steps) + Grad-CAM, one image
 TARGET_SPEEDUP = 20.0  # vs shap.GradientExplainer at its defaults
 TARGET_SINGLE_MS = 5.0  # saliency alone, Grad-CAM alone
+TARGET_VS_ALIBI = 5.0  # clearsight IG vs alibi IG (p50 latency and images/s), equal quality
+REPO = Path(__file__).resolve().parents[1]
 
 
 def train_seed(train_images: int, epochs: int, seed: int) -> tuple[keras.Model, dict]:
@@ -105,6 +117,57 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), **found}
 
 
+ALIBI = "alibi IntegratedGradients (32 steps, trapezoid)"
+CAPTUM = "captum IntegratedGradients"
+
+
+def ig_peers(model: keras.Model, images: np.ndarray, batch: np.ndarray, args) -> dict:
+    """alibi (own uv environment) on the same model file and images; Captum where torch is."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import peer_envs
+
+    found: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="clearsight-explain-bench-") as tmp:
+        model_file, image_file = Path(tmp) / "model.keras", Path(tmp) / "images.npy"
+        model.save(model_file)
+        np.save(image_file, np.concatenate([batch, images[: args.repeats]]))
+        out = Path(tmp) / "alibi.json"
+        try:
+            python = peer_envs.ensure("alibi")
+            done = subprocess.run(
+                [
+                    str(python),
+                    str(REPO / "benchmarks" / "peers" / "alibi_ig.py"),
+                    str(model_file),
+                    str(image_file),
+                    str(out),
+                    "--batch",
+                    str(args.batch),
+                    "--repeats",
+                    str(args.repeats),
+                    "--batch-repeats",
+                    str(args.batch_repeats),
+                ],
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(done.stderr[-2000:])
+            found[ALIBI] = json.loads(out.read_text())
+        except (RuntimeError, OSError) as error:
+            found[ALIBI] = {"skipped": f"alibi failed: {error}"}
+        print(f"measured {ALIBI}: {found[ALIBI]}", file=sys.stderr)
+    if importlib.util.find_spec("torch") is None:
+        found[CAPTUM] = {
+            "skipped": "PyTorch is not installed in this environment (the `torch` extra is "
+            "not synced), and Captum explains PyTorch models only"
+        }
+    else:
+        found[CAPTUM] = {"skipped": "torch is installed but the Captum runner is not written yet"}
+    print(f"{CAPTUM}: {found[CAPTUM]}", file=sys.stderr)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
@@ -114,7 +177,10 @@ def main() -> None:
     parser.add_argument("--batch-repeats", type=int, default=5)
     parser.add_argument("--shap-repeats", type=int, default=10, help="single-image SHAP calls")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
+    parser.add_argument(
+        "--json", "--out", dest="out", type=Path, help="also write the numbers as JSON here"
+    )
+    parser.add_argument("--no-peers", action="store_true", help="skip alibi and Captum")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="The structure of `inputs`")
     import shap
@@ -151,6 +217,17 @@ def main() -> None:
         rows[name] = single | {"images_per_s": per_second}
         print(f"measured {name}: {rows[name]}", file=sys.stderr)
 
+    ig = rows["integrated_gradients (32 steps)"]
+    gaps = integrated_gradients(model, batch).completeness_gap
+    ig |= {
+        "completeness_gap_median": float(np.median(gaps)),
+        "completeness_gap_p90": float(np.percentile(gaps, 90)),
+    }
+    peers = {} if args.no_peers else ig_peers(model, images, batch, args)
+    for name, peer in peers.items():
+        if "skipped" not in peer:
+            rows[name] = peer
+
     shap_p50 = rows["shap.GradientExplainer defaults (10 classes)"]["p50_ms"]
     combined = rows["IG (32) + Grad-CAM"]
     checks = {
@@ -161,6 +238,16 @@ def main() -> None:
         "saliency p95 <= 5 ms": rows["saliency"]["p95_ms"] <= TARGET_SINGLE_MS,
         "grad_cam p95 <= 5 ms": rows["grad_cam"]["p95_ms"] <= TARGET_SINGLE_MS,
     }
+    alibi = peers.get(ALIBI, {})
+    if "p50_ms" in alibi:
+        latency_ratio = alibi["p50_ms"] / ig["p50_ms"]
+        batch_ratio = ig["images_per_s"] / alibi["images_per_s"]
+        equal_quality = ig["completeness_gap_median"] <= alibi["completeness_gap_median"]
+        checks[
+            f"IG >= 5x alibi at an equal or smaller completeness gap (p50 {latency_ratio:.1f}x, "
+            f"batch {args.batch} {batch_ratio:.1f}x, gap {ig['completeness_gap_median']:.4f} "
+            f"vs {alibi['completeness_gap_median']:.4f})"
+        ] = min(latency_ratio, batch_ratio) >= TARGET_VS_ALIBI and equal_quality
     command = shlex.join(["python", *sys.argv])
     if os.environ.get("UV_RUN_RECURSION_DEPTH"):
         command = "uv run --no-sync " + command
@@ -173,14 +260,18 @@ def main() -> None:
     }
     lines = [
         "| method | p50 ms (1 image) | p95 ms (1 image) | images/s at batch "
-        f"{args.batch} | p50 speed-up vs GradientExplainer |",
-        "|---|---:|---:|---:|---:|",
+        f"{args.batch} | completeness gap (median) | p50 speed-up vs GradientExplainer |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
+        gap = row.get("completeness_gap_median")
         lines.append(
             f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['images_per_s']:.1f} "
-            f"| {shap_p50 / row['p50_ms']:.1f}x |"
+            f"| {'-' if gap is None else f'{gap:.4f}'} | {shap_p50 / row['p50_ms']:.1f}x |"
         )
+    for name, peer in peers.items():
+        if "skipped" in peer:
+            lines.append(f"\n{name}: skipped: {peer['skipped']}")
     info = data["info"]
     print(f"device: {env['device']}")
     print(f"backend: {env['backend']}; versions: {env['versions']}")
@@ -193,7 +284,12 @@ def main() -> None:
     for check, passed in checks.items():
         print(f"- {'PASS' if passed else 'MISS'}: {check}")
     if args.out:
-        args.out.write_text(json.dumps(env | {"results": rows, "checks": checks}, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        temporary = args.out.with_suffix(".tmp")
+        temporary.write_text(
+            json.dumps(env | {"results": rows, "peers": peers, "checks": checks}, indent=2)
+        )
+        os.replace(temporary, args.out)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,28 @@
-"""Requests/s and latency of the clearsight service beside a plain BentoML service.
+"""Requests/s and latency of the clearsight service beside the servers users would pick instead.
 
-Trains the seed CNN briefly on the embedded digits, stores it in a temporary BentoML store,
-starts both services on loopback (``serving.service:Clearsight`` and
-``benchmarks.plain_service:PlainClassifier``, same model), waits until both are ready, then
-measures them one after the other at concurrency 1, 8 and 32 with keep-alive connections
-(aiohttp): predictions without explanations on both, and with the default explanation
-(integrated gradients + Grad-CAM, float16 maps) on clearsight. Prints a Markdown table with
-the command, the device and the versions. The load generator runs on the same host.
+In one run, on the same champion model (trained here, seeded, logged to a temporary MLflow
+registry and given the ``champion`` alias) and the same held-out digits:
 
-    uv run --no-sync python benchmarks/serve.py [--requests 400] [--out FILE.json]
+- clearsight: ``bentoml serve serving.service:Clearsight`` (the project's environment);
+- mlflow: ``mlflow models serve -m models:/clearsight-cnn@champion --env-manager local``;
+- mlserver: MLServer 1.7.1 with ``mlserver-mlflow`` on the registered model's files
+  (``model-settings.json``, adaptive batching on, as MLServer's docs recommend for throughput);
+- kserve: the KServe 0.21 Python model server (``ModelServer().start([model])``), predict and
+  ``:explain`` (integrated gradients + Grad-CAM through ``clearsight.explain.explain``);
+- bentoml: a well-written BentoML service (``@bentoml.api(batchable=True)``, the model called
+  directly, no explanation).
+
+Every peer runs in its own uv environment (``benchmarks/peer_envs.py``, ``benchmarks/.envs``),
+created on first use, with the project's TensorFlow and Keras versions. Each server gets one
+worker (one core is all it has). Servers are pinned to one core and the load generator to the
+other (``os.sched_setaffinity``); with a single core they share it, and the output says so.
+
+Per server and workload: closed loop at concurrency 1, 8 and 32 for ``--seconds`` each (after
+a warm-up), then open loop (Poisson arrivals, latency counted from the scheduled send time so a
+slow server cannot slow its own clock) at 50 % and 80 % of the best closed-loop requests/s.
+
+    uv run --no-sync python benchmarks/serve.py [--seconds 10] [--only clearsight,kserve]
+        [--json benchmarks/results/serve.json]
 """
 
 from __future__ import annotations
@@ -26,31 +40,59 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import clearsight  # noqa: F401  (telemetry off, inherited by the servers)
+import numpy as np
+
+import clearsight  # telemetry off, inherited by the servers
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run as a script: serving/ is imported from the checkout
-    sys.path.insert(0, str(REPO))
-CONCURRENCY = (1, 8, 32)
-TARGET_SPEEDUP = 3.0  # clearsight predictions vs plain, requests/s at concurrency 32
-TARGET_P99_MS = 25.0  # clearsight predictions at concurrency 32
-TARGET_EXPLAIN_P95_MS = 60.0  # one image with the default explanation (concurrency 1)
+for extra in (REPO, REPO / "benchmarks"):
+    if str(extra) not in sys.path:  # run as a script: serving/ and peer_envs from the checkout
+        sys.path.insert(0, str(extra))
+
+import peer_envs  # noqa: E402
+
+CLOSED_LOOP = (1, 8, 32)
+OPEN_LOOP = (0.5, 0.8)  # fractions of each server's best closed-loop requests/s
+TARGET_PREDICT_RATIO = 1.5  # clearsight / best peer, predict requests/s at concurrency 32
+TARGET_P99_MS = 25.0  # clearsight predict p99 at 50 % of its capacity
+TARGET_EXPLAIN_RATIO = 3.0  # clearsight predict + IG + Grad-CAM / KServe :explain, req/s at c=32
+PREDICT, EXPLAINED = "predict", "predict + IG + Grad-CAM"
+REGISTERED = "clearsight-cnn"
 
 
 @dataclass
 class Row:
-    service: str
+    server: str
     workload: str
-    concurrency: int
+    mode: str  # "closed" or "open"
+    load: str  # "c=8" or "rate=123/s"
     requests: int
+    seconds: float
     rps: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
     errors: int
+
+
+@dataclass
+class Server:
+    """One server under test: how to start it, when it is ready, where each workload goes."""
+
+    name: str
+    build: Callable[[int], list[str]]  # port -> command line
+    ready: str  # a GET path answering 200 once the model is loaded
+    endpoints: dict[str, tuple[str, Callable[[np.ndarray], dict]]]  # workload -> (path, body)
+    answer: Callable[[dict], np.ndarray]  # response JSON -> probabilities of the one image
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO
+    peer_env: str | None = None  # runs inside benchmarks/.envs/<peer_env>, as if activated
+    port: int = 0
+    version: str = ""
 
 
 def free_port() -> int:
@@ -59,19 +101,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def store_model(home: Path) -> tuple[str, object]:
-    """Train the seed CNN (seeded, 3 epochs on 4,000 digits) into a BentoML store at ``home``."""
-    os.environ["BENTOML_HOME"] = str(home)
+# ---------------------------------------------------------------- the model, in every store
+
+
+def train_champion(tmp: Path) -> tuple[dict[str, Path | str], np.ndarray, np.ndarray]:
+    """Train the seed CNN (seeded, 3 epochs on 4,000 digits); log and register it in a
+    temporary MLflow store with the ``champion`` alias, copy it into a temporary BentoML store
+    for clearsight, and keep the ``.keras`` file for the peers that load a file."""
+    os.environ["BENTOML_HOME"] = str(tmp / "bentoml")
+    tracking = f"sqlite:///{tmp / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = tracking
     import bentoml
     import keras
+    import mlflow
+    from mlflow import MlflowClient
 
     from clearsight.data.sources import load_embedded
     from clearsight.digits import to_model_input
     from clearsight.inference.provenance import Provenance
     from clearsight.model.cnn import build_cnn
+    from clearsight.tracking.run import log_keras_model
     from serving.bento_store import MODEL_FILE
 
     data = load_embedded()
+    order = np.random.default_rng(0).permutation(len(data.labels))  # the source is class-sorted
+    x, y = to_model_input(data.images[order]), data.labels[order]
     keras.utils.set_random_seed(0)
     model = build_cnn()
     model.compile(
@@ -79,41 +133,273 @@ def store_model(home: Path) -> tuple[str, object]:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    model.fit(
-        to_model_input(data.images[:4000]), data.labels[:4000], batch_size=64, epochs=3, verbose=0
-    )
-    provenance = Provenance(
-        name="clearsight-cnn", version="0", run_id=None, registry_alias="benchmark"
-    )
+    model.fit(x[:4000], y[:4000], batch_size=64, epochs=3, verbose=0)
+    mlflow.set_experiment("serve-benchmark")
+    with mlflow.start_run():
+        log_keras_model(model, REGISTERED)
+    client = MlflowClient(tracking)
+    client.set_registered_model_alias(REGISTERED, "champion", "1")
+    model_dir = tmp / "registered"
+    mlflow.artifacts.download_artifacts(f"models:/{REGISTERED}@champion", dst_path=str(model_dir))
+    model_file = tmp / "model.keras"
+    model.save(model_file)
+    provenance = Provenance(name=REGISTERED, version="1", run_id=None, registry_alias="champion")
     metadata = {k: v for k, v in provenance.to_dict().items() if v is not None}
-    with bentoml.models.create("clearsight-cnn:benchmark", metadata=metadata) as stored:
+    with bentoml.models.create(f"{REGISTERED}:benchmark", metadata=metadata) as stored:
         model.save(stored.path_of(MODEL_FILE))
-    return "clearsight-cnn:benchmark", data.images[4000:4100]
+    digits = x[4000:4100]
+    reference = keras.ops.convert_to_numpy(model(digits, training=False))
+    return (
+        {
+            "tracking": tracking,
+            "bento_model": f"{REGISTERED}:benchmark",
+            "model_dir": model_dir,
+            "model_file": model_file,
+        },
+        digits,
+        reference,
+    )
 
 
-def start(target: str, model: str, port: int, log: Path) -> subprocess.Popen:
+# ---------------------------------------------------------------- the servers
+
+
+def clearsight_server(paths: dict) -> Server:
     from serving.bento_store import serve_command
 
-    command = serve_command(target, host="127.0.0.1", port=port, model=model)
-    return subprocess.Popen(
-        command, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+    def body(explain: bool) -> Callable[[np.ndarray], dict]:
+        def make(image: np.ndarray) -> dict:
+            data = image[..., 0].round(4).tolist()
+            request = {"images": [{"kind": "array", "scale": "0-1", "data": data}]}
+            return request if explain else request | {"explain": False}
+
+        return make
+
+    return Server(
+        "clearsight",
+        lambda port: serve_command(
+            "serving.service:Clearsight", host="127.0.0.1", port=port, model=paths["bento_model"]
+        ),
+        "/readyz",
+        {PREDICT: ("/predict", body(False)), EXPLAINED: ("/predict", body(True))},
+        lambda answer: np.asarray(answer["results"][0]["probabilities"]),
+        # The traffic log is on by default (as shipped); a fresh folder per run, never the
+        # checkout's data/traffic.
+        env={
+            "BENTOML_HOME": os.environ["BENTOML_HOME"],
+            "CLEARSIGHT_TRAFFIC_DIR": str(Path(os.environ["BENTOML_HOME"]).parent / "traffic"),
+        },
+        version=f"clearsight {clearsight.__version__}, bentoml "
+        + importlib.metadata.version("bentoml"),
     )
 
 
-def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
+def peer_bin(peer: str, name: str) -> str:
+    return str(peer_envs.python_of(peer).parent / name)
+
+
+def mlflow_server(paths: dict) -> Server:
+    return Server(
+        "mlflow",
+        lambda port: [
+            peer_bin("mlflow", "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{REGISTERED}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "1",
+        ],
+        "/ping",
+        {PREDICT: ("/invocations", lambda image: {"inputs": image[None].tolist()})},
+        lambda answer: np.asarray(answer["predictions"][0]),
+        env={"MLFLOW_TRACKING_URI": paths["tracking"]},
+        peer_env="mlflow",
+        version="mlflow " + peer_envs.version_of("mlflow", "mlflow"),
+    )
+
+
+def mlserver_server(paths: dict, tmp: Path) -> Server:
+    """MLServer's model repository: ``settings.json`` (server) and ``model-settings.json``."""
+    repo = tmp / "mlserver"
+    model = repo / REGISTERED
+    model.mkdir(parents=True)
+
+    def build(port: int) -> list[str]:
+        settings = {
+            "http_port": port,
+            "grpc_port": free_port(),
+            "metrics_port": free_port(),
+            "parallel_workers": 1,
+            "debug": False,
+        }
+        (repo / "settings.json").write_text(json.dumps(settings))
+        (model / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": REGISTERED,
+                    "implementation": "mlserver_mlflow.MLflowRuntime",
+                    "parameters": {"uri": str(paths["model_dir"])},
+                    # Adaptive batching (off by default; MLServer's docs: tune per model).
+                    "max_batch_size": 32,
+                    "max_batch_time": 0.005,
+                }
+            )
+        )
+        return [peer_bin("mlserver", "mlserver"), "start", str(repo)]
+
+    def body(image: np.ndarray) -> dict:
+        return {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 28, 28, 1],
+                    "datatype": "FP32",
+                    "data": image.ravel().round(4).tolist(),
+                }
+            ]
+        }
+
+    return Server(
+        "mlserver",
+        build,
+        f"/v2/models/{REGISTERED}/ready",
+        {PREDICT: (f"/v2/models/{REGISTERED}/infer", body)},
+        lambda answer: np.asarray(answer["outputs"][0]["data"][:10]),
+        peer_env="mlserver",
+        version="mlserver "
+        + peer_envs.version_of("mlserver", "mlserver")
+        + ", mlserver-mlflow "
+        + peer_envs.version_of("mlserver", "mlserver-mlflow"),
+    )
+
+
+def kserve_server(paths: dict) -> Server:
+    script = REPO / "benchmarks" / "peers" / "kserve_server.py"
+
+    def body(image: np.ndarray) -> dict:
+        return {"instances": [image[..., 0].round(4).tolist()]}
+
+    def answer(response: dict) -> np.ndarray:
+        return np.asarray(response["predictions"][0])
+
+    return Server(
+        "kserve",
+        lambda port: [
+            str(peer_envs.python_of("kserve")),
+            str(script),
+            "--model_file",
+            str(paths["model_file"]),
+            "--http_port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        f"/v1/models/{REGISTERED}",
+        {
+            PREDICT: (f"/v1/models/{REGISTERED}:predict", body),
+            EXPLAINED: (f"/v1/models/{REGISTERED}:explain", body),
+        },
+        answer,
+        env={"PYTHONPATH": str(REPO / "src")},
+        peer_env="kserve",
+        version="kserve " + peer_envs.version_of("kserve", "kserve"),
+    )
+
+
+def bentoml_server(paths: dict) -> Server:
+    return Server(
+        "bentoml",
+        lambda port: [
+            peer_bin("bentoml", "bentoml"),
+            "serve",
+            "bentoml_service:Classifier",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        "/readyz",
+        {PREDICT: ("/predict", lambda image: {"images": image[None].round(4).tolist()})},
+        lambda answer: np.asarray(answer[0]),
+        env={
+            "PEER_MODEL_FILE": str(paths["model_file"]),
+            "BENTOML_HOME": str(Path(os.environ["BENTOML_HOME"]).parent / "bentoml-peer"),
+        },
+        cwd=REPO / "benchmarks" / "peers",
+        peer_env="bentoml",
+        version="bentoml " + peer_envs.version_of("bentoml", "bentoml"),
+    )
+
+
+# ---------------------------------------------------------------- processes and cores
+
+
+def cores() -> tuple[set[int], set[int]]:
+    """(server cores, load-generator cores): the last usable core drives the load."""
+    usable = sorted(os.sched_getaffinity(0))
+    if len(usable) < 2:
+        return set(usable), set(usable)
+    return set(usable[:-1]), {usable[-1]}
+
+
+def start(server: Server, log: Path, server_cores: set[int]) -> subprocess.Popen:
+    server.port = free_port()
+    command = server.build(server.port)
+    env = os.environ | server.env | {"PYTHONUNBUFFERED": "1"}
+    if server.peer_env:  # an activated virtual environment: its tools first on PATH
+        bin_dir = peer_envs.python_of(server.peer_env).parent
+        env |= {"PATH": f"{bin_dir}:{env['PATH']}", "VIRTUAL_ENV": str(bin_dir.parent)}
+    return subprocess.Popen(
+        command,
+        cwd=server.cwd,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, server_cores),
+    )
+
+
+def wait_ready(server: Server, process: subprocess.Popen, log: Path, timeout_s: float = 300):
     import httpx
 
+    url = f"http://127.0.0.1:{server.port}{server.ready}"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"{url} exited:\n{log.read_text()[-2000:]}")
+            raise SystemExit(f"{server.name} exited:\n{log.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise SystemExit(f"{url} not ready in {timeout_s} s:\n{log.read_text()[-3000:]}")
+    raise SystemExit(f"{server.name} not ready in {timeout_s} s:\n{log.read_text()[-3000:]}")
+
+
+def check_answers(server: Server, digits: np.ndarray, reference: np.ndarray) -> None:
+    """Each server must give the model's own probabilities: nobody is timed on a wrong answer."""
+    import httpx
+
+    for workload, (path, body) in server.endpoints.items():
+        for i in (0, 1, 2):
+            response = httpx.post(
+                f"http://127.0.0.1:{server.port}{path}", json=body(digits[i]), timeout=60
+            )
+            if response.status_code != 200:
+                raise SystemExit(
+                    f"{server.name} {workload}: {response.status_code} {response.text[:500]}"
+                )
+            probs = server.answer(response.json())
+            if not np.allclose(probs, reference[i], atol=2e-3):
+                raise SystemExit(f"{server.name} {workload} answered {probs}, not {reference[i]}")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -125,55 +411,96 @@ def stop(process: subprocess.Popen) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
-async def load(
-    url: str, warm_up: list[bytes], bodies: list[bytes], concurrency: int
-) -> tuple[list[float], int, float]:
-    """Send ``warm_up`` then every body once, ``concurrency`` at a time, over the same
-    keep-alive connections; latencies (s) and errors of ``bodies``, and their wall time."""
+# ---------------------------------------------------------------- the load generator
+
+
+async def _post(session, url: str, body: bytes) -> bool:
+    try:
+        async with session.post(
+            url, data=body, headers={"content-type": "application/json"}
+        ) as response:
+            await response.read()
+            return response.status == 200
+    except Exception:  # a refused or dropped connection is an error the table counts
+        return False
+
+
+async def closed_loop(
+    url: str, bodies: list[bytes], concurrency: int, seconds: float, warm_up_s: float
+) -> tuple[list[float], int, int, float]:
+    """``concurrency`` clients, each sending its next request when the last one is answered."""
     import aiohttp
 
-    headers = {"content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def run(batch: list[bytes]) -> tuple[list[float], int, float]:
+        async def run(duration: float) -> tuple[list[float], int, int, float]:
             latencies: list[float] = []
             errors = 0
-            queue = list(reversed(batch))
+            sent = 0
+            stop_at = time.perf_counter() + duration
 
-            async def worker() -> None:
-                nonlocal errors
-                while queue:
-                    body = queue.pop()
-                    start = time.perf_counter()
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        errors += response.status != 200
-                    latencies.append(time.perf_counter() - start)
+            async def client(offset: int) -> None:
+                nonlocal errors, sent
+                i = offset
+                while time.perf_counter() < stop_at:
+                    began = time.perf_counter()
+                    ok = await _post(session, url, bodies[i % len(bodies)])
+                    latencies.append(time.perf_counter() - began)
+                    errors += not ok
+                    sent += 1
+                    i += concurrency
 
             began = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            return latencies, errors, time.perf_counter() - began
+            await asyncio.gather(*(client(k) for k in range(concurrency)))
+            return latencies, errors, sent, time.perf_counter() - began
 
-        await run(warm_up)
-        return await run(bodies)
+        await run(warm_up_s)
+        return await run(seconds)
 
 
-def measure(
-    service: str, workload: str, url: str, bodies: list[bytes], concurrency: int, n: int
-) -> Row:
-    import numpy as np
+async def open_loop(
+    url: str, bodies: list[bytes], rate: float, seconds: float, seed: int = 0
+) -> tuple[list[float], int, int, float]:
+    """Poisson arrivals at ``rate``/s; latency from each request's scheduled send time."""
+    import aiohttp
 
-    warm_up = bodies[: max(20, concurrency * 4)]
-    requests = [bodies[i % len(bodies)] for i in range(n)]
-    latencies, errors, wall = asyncio.run(load(url, warm_up, requests, concurrency))
-    ms = 1e3 * np.asarray(latencies)
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=int(rate * seconds) + 1)
+    schedule = np.cumsum(gaps)
+    schedule = schedule[schedule < seconds]
+    connector = aiohttp.TCPConnector(limit=512)
+    timeout = aiohttp.ClientTimeout(total=120)
+    latencies: list[float] = []
+    errors = 0
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        began = time.perf_counter()
+
+        async def one(i: int, at: float) -> None:
+            nonlocal errors
+            delay = began + at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ok = await _post(session, url, bodies[i % len(bodies)])
+            latencies.append(time.perf_counter() - (began + at))
+            errors += not ok
+
+        await asyncio.gather(*(one(i, at) for i, at in enumerate(schedule)))
+        wall = time.perf_counter() - began
+    return latencies, errors, len(schedule), wall
+
+
+def row(server: str, workload: str, mode: str, load: str, result) -> Row:
+    latencies, errors, sent, wall = result
+    ms = 1e3 * np.asarray(latencies or [np.nan])
     return Row(
-        service,
+        server,
         workload,
-        concurrency,
-        n,
-        n / wall,
+        mode,
+        load,
+        sent,
+        wall,
+        sent / wall,
         float(np.percentile(ms, 50)),
         float(np.percentile(ms, 95)),
         float(np.percentile(ms, 99)),
@@ -181,134 +508,181 @@ def measure(
     )
 
 
-def environment() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
+def measure(server: Server, workload: str, digits: np.ndarray, args) -> list[Row]:
+    path, body = server.endpoints[workload]
+    url = f"http://127.0.0.1:{server.port}{path}"
+    bodies = [json.dumps(body(d)).encode() for d in digits]
+    rows = []
+    for c in CLOSED_LOOP:
+        result = asyncio.run(closed_loop(url, bodies, c, args.seconds, args.warm_up))
+        rows.append(row(server.name, workload, "closed", f"c={c}", result))
+        print(_line(rows[-1]), flush=True)
+    capacity = max(r.rps for r in rows)
+    for fraction in OPEN_LOOP:
+        rate = fraction * capacity
+        result = asyncio.run(open_loop(url, bodies, rate, args.seconds))
+        rows.append(row(server.name, workload, "open", f"{fraction:.0%} = {rate:.0f}/s", result))
+        print(_line(rows[-1]), flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------- report
+
+
+def _line(r: Row) -> str:
+    return (
+        f"| {r.server} | {r.workload} | {r.mode} | {r.load} | {r.requests} | {r.rps:.0f} | "
+        f"{r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
+    )
+
+
+HEADER = (
+    "| server | workload | loop | load | requests | req/s | p50 ms | p95 ms | p99 ms | errors |\n"
+    "|---|---|---|---|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    versions = {
-        n: importlib.metadata.version(n)
-        for n in ("bentoml", "keras", "tensorflow", "numpy", "aiohttp")
-    }
-    return {
-        "device": f"{cpu}, {os.cpu_count()} CPU cores (server and load generator share them)",
-        "python": platform.python_version(),
-        **versions,
-    }
+    return platform.processor() or platform.machine()
 
 
-def markdown(rows: list[Row], env: dict[str, str], command: str) -> str:
-    lines = [
-        f"`{command}`",
-        "",
-        f"Device: {env['device']}; Python {env['python']}, "
-        + ", ".join(f"{k} {v}" for k, v in env.items() if k not in ("device", "python")),
-        "",
-        "| service | workload | concurrency | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.service} | {r.workload} | {r.concurrency} | {r.requests} | {r.rps:.0f} | "
-            f"{r.p50_ms:.1f} | {r.p95_ms:.1f} | {r.p99_ms:.1f} | {r.errors} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def verdicts(rows: list[Row]) -> list[str]:
-    def find(service: str, workload: str, c: int) -> Row:
+def verdicts(rows: list[Row]) -> dict[str, dict]:
+    def find(server: str, workload: str, load: str) -> Row | None:
         return next(
-            r for r in rows if (r.service, r.workload, r.concurrency) == (service, workload, c)
+            (
+                r
+                for r in rows
+                if (r.server, r.workload) == (server, workload) and r.load.startswith(load)
+            ),
+            None,
         )
 
-    ours, plain = find("clearsight", "predict", 32), find("plain", "predict", 32)
-    explained = find("clearsight", "predict + IG + Grad-CAM", 1)
-    speedup = ours.rps / plain.rps
-    return [
-        f"- predictions, concurrency 32: {speedup:.1f}x the plain service's requests/s "
-        f"(target >= {TARGET_SPEEDUP:g}x): {'met' if speedup >= TARGET_SPEEDUP else 'MISSED'}",
-        f"- predictions, concurrency 32: p99 {ours.p99_ms:.1f} ms (target <= {TARGET_P99_MS:g} ms): "
-        f"{'met' if ours.p99_ms <= TARGET_P99_MS else 'MISSED'}",
-        f"- one image with the default explanation: p95 {explained.p95_ms:.1f} ms "
-        f"(target <= {TARGET_EXPLAIN_P95_MS:g} ms): {'met' if explained.p95_ms <= TARGET_EXPLAIN_P95_MS else 'MISSED'}",
+    checks: dict[str, dict] = {}
+    ours = find("clearsight", PREDICT, "c=32")
+    peers = [
+        r for r in rows if r.workload == PREDICT and r.load == "c=32" and r.server != "clearsight"
     ]
+    if ours and peers:
+        best = max(peers, key=lambda r: r.rps)
+        ratio = ours.rps / best.rps
+        checks["predict req/s at c=32 vs best peer"] = {
+            "value": ratio,
+            "target": TARGET_PREDICT_RATIO,
+            "best_peer": best.server,
+            "met": ratio >= TARGET_PREDICT_RATIO,
+        }
+    half = find("clearsight", PREDICT, "50%")
+    if half:
+        checks["clearsight predict p99 at 50 % of capacity (ms)"] = {
+            "value": half.p99_ms,
+            "target": TARGET_P99_MS,
+            "met": half.p99_ms <= TARGET_P99_MS,
+        }
+    explained, kserve = find("clearsight", EXPLAINED, "c=32"), find("kserve", EXPLAINED, "c=32")
+    if explained and kserve:
+        ratio = explained.rps / kserve.rps
+        checks["predict + IG + Grad-CAM req/s at c=32 vs KServe :explain"] = {
+            "value": ratio,
+            "target": TARGET_EXPLAIN_RATIO,
+            "met": ratio >= TARGET_EXPLAIN_RATIO,
+        }
+    return checks
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="Per load level.")
+    parser.add_argument("--warm-up", type=float, default=2.0, help="Seconds before each level.")
     parser.add_argument(
-        "--requests", type=int, default=400, help="Per clearsight prediction level."
+        "--only",
+        default="clearsight,mlflow,mlserver,kserve,bentoml",
+        help="Comma-separated servers to run.",
     )
-    parser.add_argument("--out", type=Path, help="Also write the rows as JSON.")
+    parser.add_argument("--json", type=Path, help="Also write the table and checks as JSON.")
     args = parser.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
     command = "uv run --no-sync python benchmarks/serve.py " + shlex.join(sys.argv[1:])
+    for peer in names:
+        if peer != "clearsight":
+            peer_envs.ensure(peer)
+    server_cores, load_cores = cores()
+    with open("/proc/loadavg") as handle:
+        load_before = handle.read().split()[:3]
 
-    with tempfile.TemporaryDirectory(prefix="clearsight-bench-") as tmp:
-        model, digits = store_model(Path(tmp) / "bentoml")
-        arrays = [(d / 255.0).round(4).tolist() for d in digits]
-        ours_plain = [
-            json.dumps(
-                {"images": [{"kind": "array", "scale": "0-1", "data": a}], "explain": False}
-            ).encode()
-            for a in arrays
-        ]
-        ours_explained = [
-            json.dumps({"images": [{"kind": "array", "scale": "0-1", "data": a}]}).encode()
-            for a in arrays
-        ]
-        plain_bodies = [json.dumps({"image": a}).encode() for a in arrays]
-
-        ports = {"clearsight": free_port(), "plain": free_port()}
-        logs = {name: Path(tmp) / f"{name}.log" for name in ports}
-        processes = {
-            "clearsight": start(
-                "serving.service:Clearsight", model, ports["clearsight"], logs["clearsight"]
-            ),
-            "plain": start(
-                "benchmarks.plain_service:PlainClassifier", model, ports["plain"], logs["plain"]
-            ),
+    with tempfile.TemporaryDirectory(prefix="clearsight-serve-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        paths, digits, reference = train_champion(tmp)
+        factories = {
+            "clearsight": lambda: clearsight_server(paths),
+            "mlflow": lambda: mlflow_server(paths),
+            "mlserver": lambda: mlserver_server(paths, tmp),
+            "kserve": lambda: kserve_server(paths),
+            "bentoml": lambda: bentoml_server(paths),
         }
+        servers = [factories[n]() for n in names]
+        processes: dict[str, subprocess.Popen] = {}
+        logs = {s.name: tmp / f"{s.name}.log" for s in servers}
+        rows: list[Row] = []
         try:
-            for name, process in processes.items():
-                wait_ready(f"http://127.0.0.1:{ports[name]}", process, logs[name])
-            ours = f"http://127.0.0.1:{ports['clearsight']}/predict"
-            plain = f"http://127.0.0.1:{ports['plain']}/predict"
-            rows = []
-            for c in CONCURRENCY:
-                rows.append(
-                    measure(
-                        "plain", "predict", plain, plain_bodies, c, max(100, args.requests // 4)
-                    )
-                )
-                rows.append(measure("clearsight", "predict", ours, ours_plain, c, args.requests))
-                rows.append(
-                    measure(
-                        "clearsight",
-                        "predict + IG + Grad-CAM",
-                        ours,
-                        ours_explained,
-                        c,
-                        max(100, args.requests // 2),
-                    )
-                )
+            for server in servers:
+                processes[server.name] = start(server, logs[server.name], server_cores)
+            for server in servers:
+                wait_ready(server, processes[server.name], logs[server.name])
+                check_answers(server, digits, reference)
+                print(f"ready and correct: {server.name} ({server.version})", flush=True)
+            os.sched_setaffinity(0, load_cores)
+            print(
+                f"servers on cores {sorted(server_cores)}, load generator on cores "
+                f"{sorted(load_cores)}\n\n{HEADER}",
+                flush=True,
+            )
+            for server in servers:
+                for workload in server.endpoints:
+                    rows += measure(server, workload, digits, args)
         finally:
             for process in processes.values():
                 stop(process)
-    rows.sort(key=lambda r: (r.workload, r.service, r.concurrency))
-    env = environment()
-    print(markdown(rows, env, command))
-    print("\n".join(verdicts(rows)))
-    if args.out:
-        args.out.write_text(
-            json.dumps(
-                {"command": command, "environment": env, "rows": [asdict(r) for r in rows]},
-                indent=2,
-            )
+    with open("/proc/loadavg") as handle:
+        load_after = handle.read().split()[:3]
+
+    checks = verdicts(rows)
+    env = {
+        "command": command,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": f"{cpu_name()}, {len(os.sched_getaffinity(0) | server_cores)} cores",
+        "server_cores": sorted(server_cores),
+        "load_generator_cores": sorted(load_cores),
+        "load_average_before": load_before,
+        "load_average_after": load_after,
+        "python": platform.python_version(),
+        "servers": {s.name: s.version for s in servers},
+        "model_runtime": {n: importlib.metadata.version(n) for n in ("tensorflow", "keras")},
+    }
+    print(f"\n`{command}`\n")
+    for key, value in env.items():
+        print(f"- {key}: {value}")
+    print(f"\n{HEADER}")
+    for r in rows:
+        print(_line(r))
+    print()
+    for name, check in checks.items():
+        print(
+            f"- {'met' if check['met'] else 'MISSED'}: {name}: {check['value']:.2f} "
+            f"(target {check['target']})"
         )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        temporary = args.json.with_suffix(".tmp")
+        temporary.write_text(
+            json.dumps(env | {"rows": [asdict(r) for r in rows], "checks": checks}, indent=2)
+        )
+        os.replace(temporary, args.json)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import keras
+
+from clearsight.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -58,3 +61,34 @@ def detect_device() -> DeviceInfo:
     if gpu_name:
         return DeviceInfo(backend, "gpu", gpu_name)
     return DeviceInfo(backend, "cpu", _cpu_name())
+
+
+def data_parallel(setting: str, backend: str | None = None) -> Any | None:
+    """The Keras distribution that ``train.distribution`` asks for, or None (one device).
+
+    Keras' distribution API shards each batch over a 1-D mesh of every visible device and
+    replicates the weights; gradients are averaged by the compiled step, so the maths is the
+    single-device maths. Only the JAX backend implements it for ``fit``, hence "auto" picks it
+    only under JAX with more than one device, and an explicit request elsewhere is refused.
+    """
+    backend = backend or keras.backend.backend()
+    if setting == "off":
+        return None
+    if backend != "jax":
+        if setting == "data_parallel":
+            raise TrainingError(
+                f"train.distribution=data_parallel needs the JAX backend (this is {backend}); "
+                "use --backend jax or distribution off"
+            )
+        return None
+    devices = keras.distribution.list_devices()
+    if setting == "auto" and len(devices) < 2:
+        return None
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def distribution_name(distribution: Any | None) -> str:
+    """What a run logs as ``fit.distribution``: ``off`` or ``data_parallel:<devices>``."""
+    if distribution is None:
+        return "off"
+    return f"data_parallel:{distribution.device_mesh.devices.size}"

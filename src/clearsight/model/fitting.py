@@ -9,6 +9,7 @@ the trained model itself has no augmentation layers.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from clearsight.config import TrainSettings
 from clearsight.digits import INPUT_SHAPE, to_model_input
 from clearsight.errors import TrainingError
 from clearsight.model.cnn import Architecture, build_cnn
-from clearsight.model.devices import DeviceInfo, detect_device
+from clearsight.model.devices import DeviceInfo, data_parallel, detect_device, distribution_name
 
 
 @dataclass
@@ -154,6 +155,36 @@ def train(
     seed_everything(settings)
     device = detect_device()
     params = resolve_fit_params(settings, device, len(train_labels))
+    distribution = data_parallel(settings.distribution, device.backend)
+    params["distribution"] = distribution_name(distribution)
+    scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
+    with scope:
+        return _fit(
+            train_pixels,
+            train_labels,
+            val_pixels,
+            val_labels,
+            settings,
+            params,
+            device,
+            callbacks,
+            verbose,
+        )
+
+
+def _fit(
+    train_pixels: np.ndarray,
+    train_labels: np.ndarray,
+    val_pixels: np.ndarray,
+    val_labels: np.ndarray,
+    settings: TrainSettings,
+    params: dict[str, Any],
+    device: DeviceInfo,
+    callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int | str,
+) -> TrainResult:
+    """Build, compile and fit inside whatever distribution scope ``train`` opened: variables
+    created here are laid out (replicated) on the mesh and every batch is sharded over it."""
     arch = architecture(settings)
     keras.mixed_precision.set_dtype_policy(params["dtype_policy"])
     try:
