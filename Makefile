@@ -16,7 +16,7 @@ COMPOSE := docker compose -f docker/compose.yaml
 # The Keras backend's extra (tensorflow, jax, torch; gpu or jax-gpu for CUDA): TensorFlow by default.
 BACKEND_EXTRA ?= tensorflow
 
-.PHONY: setup run test lint browser schedule ui serving-requirements stack-up stack-demo stack-down stack-lint
+.PHONY: setup run test test-faults lint browser strace schedule ui serving-requirements stack-up stack-demo stack-down stack-lint
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -31,13 +31,21 @@ schedule: setup  ## serve prefect.yaml's deployments (nightly + data/incoming wa
 ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
 	$(RUN) clearsight ui
 
-test: setup lint browser  ## lint, then the whole test suite (slow end-to-end tests included)
-	$(RUN) pytest
+test: setup lint browser  ## lint, then the test suite (slow end-to-end tests included; faults apart)
+	$(RUN) pytest -m "not faults"
+
+test-faults: setup strace  ## the fault-injection suite (tests/faults): kills, lost servers, full disks
+	$(RUN) pytest -m faults
 
 browser:  ## Debian's Chromium for the web page test (installed when root; else that test skips)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
 		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium unavailable: the browser test will be skipped"
+
+strace:  ## strace for the no-phone-home test (installed when root; else that test skips)
+	@command -v strace >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; } \
+		|| echo "strace unavailable: the no-phone-home test will be skipped"
 
 serving-requirements: setup  ## re-export serving/requirements.txt (the bento's pins) from uv.lock
 	$(UV) export --frozen --only-group serving --no-hashes --no-emit-project --quiet \

@@ -50,6 +50,14 @@ def user_errors() -> Iterator[None]:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "settings"
         raise fail(f"invalid setting {where}: {first['msg']}") from None
+    except Exception as err:  # a tracking store gone, a full disk: one line, not a traceback
+        if "mlflow" not in sys.modules:
+            raise
+        from clearsight.tracking.faults import outage_line
+
+        if (line := outage_line(err)) is None:
+            raise
+        raise fail(line) from None
 
 
 @contextmanager

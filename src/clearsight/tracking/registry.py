@@ -21,6 +21,8 @@ from clearsight.choices import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from clearsight.config import Settings
 from clearsight.data import Dataset, holdout_panel
 from clearsight.errors import RegistryError
+from clearsight.tracking.faults import is_transient
+from clearsight.tracking.registry_lock import registry_lock
 from clearsight.tracking.store import configure
 
 if TYPE_CHECKING:  # Keras (and its backend) load only when a model does: `models` stays quick
@@ -59,6 +61,19 @@ def load_version(model: str, version: str, folder: Path) -> keras.Model:
 
     folder.mkdir(parents=True, exist_ok=True)
     return mlflow.keras.load_model(f"models:/{model}/{version}", dst_path=str(folder))
+
+
+def load_checked(model: str, version: str, folder: Path) -> keras.Model:
+    """``load_version``, with a version whose artifact is missing or corrupted refused as a
+    one-line ``RegistryError``. An I/O fault that can pass (an unreachable server, a full
+    disk) keeps its own type, so a flow's retry still sees it as one."""
+    try:
+        return load_version(model, version, folder)
+    except Exception as err:  # MLflow, Keras and zip errors come in many types
+        if is_transient(err):
+            raise
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RegistryError(f"cannot load {model} v{version}: {reason}") from None
 
 
 def resolve_version(settings: Settings, ref: str) -> tuple[MlflowClient, str, str]:
@@ -144,26 +159,30 @@ def evaluate_and_promote(
     client = MlflowClient()
     panel = holdout_panel(holdout, settings.explain.panel_size) if check_explanations else None
     name = settings.tracking.registered_model
-    version = challenger_version or latest_version(client, name)
-    champion_version = alias_version(client, name, CHAMPION)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    with tempfile.TemporaryDirectory() as tmp:
-        challenger = score(load_version(name, version, Path(tmp) / "c"), version, holdout, panel)
+    # One operator at a time from reading the champion to writing the aliases: a rollback or
+    # another promotion in between would otherwise be overwritten from a stale read.
+    with registry_lock(settings), tempfile.TemporaryDirectory() as tmp:
+        version = challenger_version or latest_version(client, name)
+        champion_version = alias_version(client, name, CHAMPION)
+        # Loaded before any alias moves: a version that cannot load is refused untouched.
+        candidate = load_checked(name, version, Path(tmp) / "c")
+        client.set_registered_model_alias(name, CHALLENGER, version)
+        challenger = score(candidate, version, holdout, panel)
         champion = None
         if champion_version and champion_version != version:
             champion = score(
-                load_version(name, champion_version, Path(tmp) / "p"),
+                load_checked(name, champion_version, Path(tmp) / "p"),
                 champion_version,
                 holdout,
                 panel,
             )
-    decision = decide(challenger, champion, settings.promotion, name)
-    if decision.promoted:
-        history = champion_history(client, name)
-        if history[-1:] != [version]:  # a retried promotion must not list a version twice
-            history.append(version)
-        _set_champion(client, name, history)
-    record_decision(client, decision)
+        decision = decide(challenger, champion, settings.promotion, name)
+        if decision.promoted:
+            history = champion_history(client, name)
+            if history[-1:] != [version]:  # a retried promotion must not list a version twice
+                history.append(version)
+            _set_champion(client, name, history)
+        record_decision(client, decision)
     return decision
 
 
@@ -211,12 +230,13 @@ def _registered(settings: Settings) -> tuple[MlflowClient, str, list[str]]:
 
 def rollback(settings: Settings) -> tuple[str, str]:
     """Make the previous champion the champion again; returns (from_version, to_version)."""
-    client, name, history = _registered(settings)
-    if len(history) < 2:
-        raise RegistryError(f"'{name}' has no previous champion to roll back to")
-    current = history.pop()
-    _set_champion(client, name, history)
-    client.set_model_version_tag(name, current, "rolled_back", "true")
+    with registry_lock(settings):  # the history read and written back by one operator
+        client, name, history = _registered(settings)
+        if len(history) < 2:
+            raise RegistryError(f"'{name}' has no previous champion to roll back to")
+        current = history.pop()
+        _set_champion(client, name, history)
+        client.set_model_version_tag(name, current, "rolled_back", "true")
     return current, history[-1]
 
 

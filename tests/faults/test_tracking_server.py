@@ -1,0 +1,148 @@
+"""Row 2 of "What survives what": the MLflow tracking server goes away, then comes back.
+
+A real ``mlflow server`` (SQLite backend, proxied artifacts, temporary folder) in its own
+process group. MLflow's client raises ``MlflowException("API request ... failed with
+exception HTTPConnectionPool ...")`` with the ``requests`` error only as ``__context__``: the
+retry predicate must see through that (unit test below), and MLflow's own HTTP retries (7,
+backoff factor 2, 120 s timeout by default: minutes) are capped here as the flow caps them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from clearsight.data import Dataset
+from clearsight.errors import DataSourceError, RegistryError
+from clearsight.tracking.faults import BOUNDED_HTTP_RETRIES, is_transient
+from clearsight.tracking.registry import evaluate_and_promote, registry_state
+from flows.retrain import is_io_fault
+from tests.faults.conftest import (
+    Store,
+    clearsight,
+    free_port,
+    make_store,
+    register_untrained,
+    set_history,
+)
+
+READY_S = 180
+
+
+def test_io_fault_predicate_sees_through_mlflow_wrapping(monkeypatch) -> None:
+    """What MLflow raises for a server that is not there is retried; nothing else is."""
+    for name, value in BOUNDED_HTTP_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{free_port()}")  # nobody listens
+    with pytest.raises(MlflowException) as gone:
+        client.get_registered_model("clearsight-cnn")
+    assert not isinstance(gone.value, OSError) and gone.value.__cause__ is None
+    assert is_transient(gone.value) and is_io_fault(gone.value)
+    unavailable = MlflowException("try later", error_code=2)  # TEMPORARILY_UNAVAILABLE
+    assert is_io_fault(unavailable)
+    missing = MlflowException("no such model", error_code=3000)  # RESOURCE_DOES_NOT_EXIST
+    assert not is_io_fault(missing)
+    try:
+        raise RegistryError("cannot load clearsight-cnn v2: corrupted") from gone.value
+    except RegistryError as refused:
+        assert not is_io_fault(refused)  # a ClearsightError is never retried
+    assert not is_io_fault(DataSourceError("unreadable"))
+    assert is_io_fault(OSError(28, "No space left on device"))
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    """``mlflow server`` on 127.0.0.1:port (one worker, no job runners: ready sooner)."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (root / "server.log").open("a")
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}"]
+    command += ["--artifacts-destination", str(root / "artifacts")]
+    process = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + READY_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (root / "server.log").read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"mlflow server not ready in {READY_S} s")
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """The whole process group: its job processes would outlive a plain SIGTERM."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def server_store(tmp_path: Path, monkeypatch) -> Iterator[tuple[Store, int]]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    for name, value in BOUNDED_HTTP_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    store = make_store(tmp_path)
+    store.env.update({"MLFLOW_TRACKING_URI": url, **BOUNDED_HTTP_RETRIES})
+    yield store, port
+
+
+@pytest.mark.slow
+def test_server_outage_fails_clearly_and_a_rerun_completes(server_store, digits) -> None:
+    store, port = server_store
+    images, labels = digits
+    holdout = Dataset(images[::4], labels[::4], "holdout")
+    server = start_server(store.root, port)
+    try:
+        set_history(store.settings, [register_untrained(store.settings, seed=1)])
+        challenger = register_untrained(store.settings, seed=2)
+        stop_server(server)
+
+        # The library: the error a flow's retry predicate sees, after a bounded wait.
+        began = time.monotonic()
+        with pytest.raises(MlflowException) as gone:
+            evaluate_and_promote(store.settings, holdout, challenger, check_explanations=False)
+        waited = time.monotonic() - began
+        assert is_io_fault(gone.value), repr(gone.value)
+        assert waited < 60, f"{waited:.0f} s before the outage surfaced"
+
+        # The command: one line, exit 1, no traceback.
+        result = clearsight("models", env=store.env, timeout=300)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "I/O fault" in errors[0], result.stderr[-2000:]
+
+        # The server comes back (same store): nothing changed meanwhile, and the rerun works.
+        server = start_server(store.root, port)
+        state = registry_state(store.settings)
+        assert state["champion"] == "1" and state["challenger"] is None
+        decision = evaluate_and_promote(
+            store.settings, holdout, challenger, check_explanations=False
+        )
+        assert decision.challenger_version == challenger
+        assert registry_state(store.settings)["challenger"] == challenger
+        versions = MlflowClient().search_model_versions("name = 'clearsight-cnn'")
+        assert sorted(int(mv.version) for mv in versions) == [1, 2]
+    finally:
+        stop_server(server)
