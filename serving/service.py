@@ -41,6 +41,15 @@ from serving.batching import AdaptiveBatcher
 from serving.bento_store import load_stored_model, stored_provenance
 from serving.guards import ServiceGuard
 from serving.live_swap import AliasFollower
+from serving.metrics import (
+    EXPLANATION_SECONDS,
+    FORWARD_BATCH,
+    IMAGES,
+    LIVE_VERSION,
+    REFUSALS,
+    SWAPS,
+)
+from serving.monitoring import ServiceMonitoring
 from serving.routes import app
 
 if TYPE_CHECKING:
@@ -65,36 +74,7 @@ class Arguments(BaseModel):
 
 ARGUMENTS = bentoml.use_arguments(Arguments)
 SETTINGS = ServingSettings()
-
-EXPLANATION_SECONDS = bentoml.metrics.Histogram(
-    name="clearsight_explanation_duration_seconds",
-    documentation="Compute time of one explanation method over one request's images.",
-    labelnames=["method"],
-    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
-)
-FORWARD_BATCH = bentoml.metrics.Histogram(
-    name="clearsight_forward_batch_size",
-    documentation="Images per forward pass after adaptive batching.",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-)
-IMAGES = bentoml.metrics.Counter(
-    name="clearsight_images_total",
-    documentation="Images answered, by status (ok, degraded, error).",
-    labelnames=["status"],
-)
-SWAPS = bentoml.metrics.Counter(
-    name="clearsight_model_swaps_total",
-    documentation="Model versions swapped in live (the registry alias moved).",
-)
-REFUSALS = bentoml.metrics.Counter(
-    name="clearsight_model_swap_refusals_total",
-    documentation="Model versions refused at swap time (failed to load or failed a check).",
-)
-LIVE_VERSION = bentoml.metrics.Gauge(
-    name="clearsight_model_version",
-    documentation="Registry version of the model answering requests now.",
-)
-
+MONITORING = ServiceMonitoring()  # traffic log, out-of-distribution bounds, drift gauges
 
 TRAFFIC_TIMEOUT_S = 120
 
@@ -136,9 +116,11 @@ class Clearsight:
     def new_predictor(model: Any, provenance: Provenance, source: str) -> Predictor:
         from clearsight.inference.predictor import Predictor
 
-        return Predictor(
+        predictor = Predictor(
             model, provenance, source, SETTINGS.default_budget_ms, SETTINGS.mlflow_ui_url
         )
+        predictor.monitor = MONITORING.monitor_for(provenance, bool(SETTINGS.follow_alias))
+        return predictor
 
     @staticmethod
     def live(predictor: Predictor) -> LiveModel:
@@ -201,8 +183,9 @@ class Clearsight:
             if not live.predictor.ready:
                 raise RequestError(503, "not_ready", "the model is warming up; retry shortly")
             response = await live.predictor.predict(request, live.forward)
-        except RequestError as err:
-            return JSONResponse(err.body(), status_code=err.status)
+        except RequestError as err:  # a 503 says when to retry, as on the JSON routes
+            headers = {"Retry-After": "1"} if err.status == 503 else None
+            return JSONResponse(err.body(), status_code=err.status, headers=headers)
         self.observe(response)
         return response
 
@@ -212,6 +195,7 @@ class Clearsight:
             EXPLANATION_SECONDS.labels(method=method).observe(ms / 1e3)
         for result in response.results:
             IMAGES.labels(status=result.status).inc()
+        MONITORING.observe(response)
 
 
 Clearsight.add_asgi_middleware(

@@ -86,3 +86,17 @@ class RequestError(ClearsightError):
     def body(self) -> dict[str, Any]:
         """The JSON error body (``error`` is a string, as the Open Inference Protocol wants)."""
         return {"error": self.message, "code": self.code, "detail": self.detail}
+
+
+class MonitorError(ClearsightError):
+    """Nothing for the drift monitor to judge yet (too little traffic), or no champion."""
+
+
+class Terminated(SystemExit):
+    """SIGTERM (a ``kill``, a container stop, a CI timeout) during a long command, raised in
+    the main thread so every ``with`` block on the way out cleans up (a training run ends
+    KILLED and registers nothing). Not a ``ClearsightError``: nothing to fix; the command
+    exits 143, as a process killed by SIGTERM does."""
+
+    def __init__(self) -> None:
+        super().__init__(143)  # 128 + SIGTERM

@@ -27,7 +27,7 @@ from clearsight.explain.gradients import (
     as_model_input,
     model_gradients,
 )
-from clearsight.explain.targets import TargetSpec, resolve_targets
+from clearsight.explain.targets import TargetSpec, explicit_targets, resolve_targets
 
 Baseline = Literal["black"] | float | np.ndarray
 QuadratureRule = Literal["trapezoid", "midpoint"]
@@ -87,7 +87,10 @@ def prepare_rows(
     images = as_model_input(x)
     if defer_predicted and isinstance(targets, str) and targets == "predicted":
         return Rows(gradients, images, np.full(len(images), -1), np.arange(len(images)))
-    per_image = resolve_targets(gradients.scores(images, PROBABILITIES), targets, k=k)
+    if isinstance(targets, str):
+        per_image = resolve_targets(gradients.scores(images, PROBABILITIES), targets, k=k)
+    else:  # classes given: no forward pass to resolve them
+        per_image = explicit_targets(targets, len(images), int(model.output_shape[-1]))
     image_index = np.repeat(np.arange(len(images)), per_image.shape[1])
     return Rows(gradients, images, per_image.ravel(), image_index)
 

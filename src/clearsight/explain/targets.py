@@ -35,6 +35,12 @@ def resolve_targets(
         if top is None or not 1 <= top <= n_classes:
             raise ValueError(f"targets {targets!r}: k must be in 1..{n_classes}, got {top}")
         return np.argsort(-probabilities, axis=1, kind="stable")[:, :top].astype(np.int64)
+    return explicit_targets(targets, n, n_classes)
+
+
+def explicit_targets(targets: TargetSpec, n: int, n_classes: int) -> np.ndarray:
+    """Given classes (an int, a 1-D or a 2-D array) as (N, T), checked; needs no model output,
+    so a caller that already knows the classes saves a forward pass."""
     array = np.asarray(targets)
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"targets must be integer classes, got dtype {array.dtype}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -54,6 +55,7 @@ from clearsight.inference.schemas import (
     PredictResponse,
     PredictTiming,
 )
+from clearsight.monitoring.requests import RequestMonitor
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +113,18 @@ class Predictor:
         self._gradients = model_gradients(model)
         self._explain_limiter: anyio.CapacityLimiter | None = None
         self.ready = False
+        # Out-of-distribution checks and the traffic log (None: neither); the service sets it.
+        self.monitor: RequestMonitor | None = None
 
     # -- numbers ------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (N, 10) for float32 images (N, 28, 28, 1) in 0-1."""
         return self._gradients.scores(x, PROBABILITIES)
 
-    def explain(self, x: np.ndarray, options: ExplainOptions) -> ExplainedBatch:
-        return explain_batch(self.model, x, options, self.costs)
+    def explain(
+        self, x: np.ndarray, options: ExplainOptions, probabilities: np.ndarray | None = None
+    ) -> ExplainedBatch:
+        return explain_batch(self.model, x, options, self.costs, probabilities)
 
     def warm_up(self) -> None:
         """Compile every path a request can take and measure each method's cost, then ready.
@@ -143,11 +149,13 @@ class Predictor:
         )
 
     # -- requests -----------------------------------------------------------------------
-    async def _explain_async(self, x: np.ndarray, options: ExplainOptions) -> ExplainedBatch:
+    async def _explain_async(
+        self, x: np.ndarray, options: ExplainOptions, probabilities: np.ndarray
+    ) -> ExplainedBatch:
         if self._explain_limiter is None:
             self._explain_limiter = anyio.CapacityLimiter(1)
         return await anyio.to_thread.run_sync(
-            self.explain, x, options, limiter=self._explain_limiter
+            self.explain, x, options, probabilities, limiter=self._explain_limiter
         )
 
     async def attribution_maps(self, x: np.ndarray, method: MethodName) -> np.ndarray:
@@ -182,7 +190,9 @@ class Predictor:
         probabilities = np.asarray(await forward(x))
         forwarded = time.perf_counter()
         options = request.explain_options(self.default_budget_ms)
-        explained = await self._explain_async(x, options) if options else None
+        explained = await self._explain_async(x, options, probabilities) if options else None
+        request_id = uuid.uuid4().hex
+        out_of_distribution = self._review(x, probabilities, request_id, explained)
         finished = time.perf_counter()
 
         results = [
@@ -204,11 +214,13 @@ class Predictor:
                     explanations=explained.explanations[row] if explained else [],
                     warnings=warnings,
                     preprocessing=preprocessing[index],
+                    out_of_distribution=out_of_distribution[row],
                 )
             )
         results.sort(key=lambda r: r.index)
         return PredictResponse(
             model=self.identity(),
+            request_id=request_id,
             results=results,
             timing=PredictTiming(
                 decode_ms=1e3 * (decoded - start),
@@ -218,6 +230,30 @@ class Predictor:
                 methods_ms=explained.methods_ms if explained else {},
             ),
         )
+
+    def _review(
+        self,
+        x: np.ndarray,
+        probabilities: np.ndarray,
+        request_id: str,
+        explained: ExplainedBatch | None,
+    ) -> list[list[str]]:
+        """Out-of-distribution checks per image, and traffic records (never raises: a
+        monitoring fault must not fail a prediction)."""
+        if self.monitor is None:
+            return [[] for _ in range(len(x))]
+        ig_maps: dict[int, np.ndarray] = {}
+        attribution = explained.attributions.get("integrated_gradients") if explained else None
+        if attribution is not None:
+            labels = probabilities.argmax(axis=1)
+            for row, image in enumerate(attribution.image_index):
+                if int(attribution.targets[row]) == int(labels[int(image)]):
+                    ig_maps[int(image)] = attribution.maps[row]
+        try:
+            return self.monitor.review(x, probabilities, request_id, ig_maps)
+        except Exception:
+            logger.exception("request monitoring failed; answering without it")
+            return [[] for _ in range(len(x))]
 
     def activations(self, request: ActivationsRequest) -> ActivationsResponse:
         """Every conv and pool layer's output for one image, drawn as a PNG strip per layer."""

@@ -217,6 +217,13 @@ class ImageResult(BaseModel):
         "removed), 'fitted: ...' (not 28x28: cropped to the ink, longer side scaled to 20 px, "
         "centred on 28x28). Empty when the image was used as sent (arrays always are).",
     )
+    out_of_distribution: list[str] = Field(
+        default_factory=list,
+        description="The per-image checks this image failed against the served model's "
+        "training reference (ink share, extent, intensity, centring; bounds at the "
+        "reference's 0.5-99.5 % quantiles), e.g. 'ink_fraction 0.62 > 0.27'. Empty: within "
+        "every bound. A warning, not an error: the prediction is still given.",
+    )
 
 
 class ModelIdentity(BaseModel):
@@ -238,6 +245,9 @@ class PredictTiming(BaseModel):
 
 class PredictResponse(BaseModel):
     model: ModelIdentity
+    request_id: str | None = Field(
+        default=None, description="This answer's id, as recorded in the traffic log."
+    )
     results: list[ImageResult]
     timing: PredictTiming
 

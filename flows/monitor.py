@@ -1,0 +1,132 @@
+"""The ``monitor`` flow: served traffic against the champion's training reference, hourly.
+
+One library call (``clearsight.monitoring.check.run_monitor``) tests the newest window of the
+traffic log, logs the report to MLflow (experiment ``clearsight-monitoring``) and writes the
+scores the service shows in ``/metrics``. This flow decides what drift means:
+
+- no drift: a Markdown artifact with the scores, Completed;
+- drift and labelled data newer than the champion's (a new data version, or incoming batches
+  not yet ingested): it runs the ``retrain`` flow as a subflow (which ingests, trains and
+  promotes only if the challenger is better);
+- drift and no newer labelled data: an alert, a Markdown artifact saying what drifted and
+  what to do, and the run ends **Failed**, so Prefect automations and notifications on failed
+  runs fire (retraining on the same data cannot answer drift: labels are needed).
+
+Too little traffic to test (fewer than 20 logged images) is not a failure: Completed, with a
+note. The deployment (``prefect.yaml``, ``monitor/hourly``) runs it every hour.
+
+    uv run python flows/monitor.py [--window 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script or a deployment entrypoint
+    sys.path.insert(0, str(ROOT))
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed, Failed, State
+
+from clearsight.config import Settings
+from clearsight.errors import MonitorError
+from clearsight.monitoring.check import MonitorOutcome
+from clearsight.offline import quiet_output
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+@task(name="check-drift", cache_policy=NO_CACHE, timeout_seconds=1800)
+def check_drift(settings: Settings, window: int | None) -> MonitorOutcome | None:
+    """The library's monitor; None when there is too little traffic to test."""
+    from clearsight.monitoring.check import run_monitor
+
+    try:
+        return run_monitor(settings, window)
+    except MonitorError as err:
+        get_run_logger().info("not tested: %s", err.one_line())
+        return None
+
+
+def report_markdown(outcome: MonitorOutcome, action: str) -> str:
+    report = outcome.report
+    lines = [
+        f"# Monitor: {report.verdict} (v{outcome.version}, {report.window} served images)",
+        "",
+        f"Reference: {report.reference_source}. Threshold: Benjamini-Hochberg adjusted "
+        f"p < {report.alpha:g}. MLflow run: `{outcome.mlflow_run_id}`.",
+        "",
+        f"**Action:** {action}",
+        "",
+        "| test | kind | statistic | adjusted p | drift |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t.name} | {t.kind} | {t.statistic:.3g} | {t.p_adjusted:.2g} | "
+        f"{'**yes**' if t.drifted else 'no'} |"
+        for t in report.tests
+    ]
+    lines += [f"\nNote: {note}" for note in report.notes]
+    return "\n".join(lines) + "\n"
+
+
+@flow(name="monitor", timeout_seconds=3 * 3600, log_prints=True)
+def monitor(window: int | None = None, retrain_on_drift: bool = True) -> State:
+    """Test served traffic for drift; retrain when newer labelled data exists, else alert."""
+    settings = Settings()
+    outcome = check_drift(settings, window)
+    if outcome is None:
+        return Completed(message="too little traffic logged to test for drift")
+    report = outcome.report
+    if not report.drifted:
+        create_markdown_artifact(
+            markdown=report_markdown(outcome, "none: no drift"),
+            key="monitor",
+            description="no drift",
+        )
+        return Completed(message=f"no drift in {report.window} served images")
+    reasons = "; ".join(report.reasons)
+    if outcome.newer_data and retrain_on_drift:
+        from flows.retrain import retrain
+
+        create_markdown_artifact(
+            markdown=report_markdown(outcome, f"retraining: {outcome.newer_data}"),
+            key="monitor",
+            description="drift: retraining",
+        )
+        print(f"drift ({reasons}); retraining: {outcome.newer_data}")
+        path = str(settings.data.path) if settings.data.path else None
+        state = retrain(source=settings.data.source, path=path, return_state=True)
+        if not state.is_completed():
+            return Failed(message=f"drift ({reasons}); the retrain failed: {state.message}")
+        return Completed(message=f"drift ({reasons}); retrained")
+    action = (
+        "no labelled data newer than the champion's: collect labels for recent traffic "
+        "(POST /feedback or a batch in data/incoming/), then retrain; see docs/monitoring.md"
+    )
+    create_markdown_artifact(
+        markdown=report_markdown(outcome, f"ALERT: {action}"),
+        key="monitor-alert",
+        description="drift without newer labelled data",
+    )
+    return Failed(message=f"drift alert: {reasons}")
+
+
+def main() -> None:
+    quiet_output()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--window", type=int, default=None)
+    args = parser.parse_args()
+    state = monitor(window=args.window, return_state=True)
+    print(state.message)
+    raise SystemExit(0 if state.is_completed() else 1)
+
+
+if __name__ == "__main__":
+    main()

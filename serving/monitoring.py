@@ -1,0 +1,137 @@
+"""The service's side of monitoring: out-of-distribution counts and drift scores in /metrics,
+the traffic log, and the per-image bounds of the model being served.
+
+The bounds come from the served version's own training reference
+(``monitoring/reference.npz`` of its MLflow run) when the service follows the registry
+(MLflow is there); a pinned bento, which runs without MLflow, uses the bounds of the embedded
+MNIST digits shipped with the library, and the log says which. The monitor (``clearsight
+monitor`` or the ``monitor`` flow) writes its latest scores to ``<traffic_dir>/drift.json``;
+a daemon thread here copies them into gauges every few seconds, so a scrape never reads a file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import bentoml
+
+from clearsight.config import Settings
+from clearsight.inference.provenance import Provenance
+from clearsight.inference.schemas import PredictResponse
+from clearsight.monitoring.bounds import Bounds
+from clearsight.monitoring.reference import ARTIFACT, Reference
+from clearsight.monitoring.requests import RequestMonitor, default_bounds
+from clearsight.monitoring.traffic import TrafficLog
+
+logger = logging.getLogger("clearsight.serving")
+
+SCORES_REFRESH_S = 10.0
+
+OUT_OF_DISTRIBUTION = bentoml.metrics.Counter(
+    name="clearsight_out_of_distribution_total",
+    documentation="Answered images outside the training reference's per-image bounds, by "
+    "failed check (an image failing two checks counts once per check).",
+    labelnames=["check"],
+)
+OUT_OF_DISTRIBUTION_IMAGES = bentoml.metrics.Counter(
+    name="clearsight_out_of_distribution_images_total",
+    documentation="Answered images that failed at least one out-of-distribution check.",
+)
+DRIFT_SCORE = bentoml.metrics.Gauge(
+    name="clearsight_drift_score",
+    documentation="The monitor's latest -log10 adjusted p-value per drift test "
+    "(2 = the default alpha 0.01); from <traffic_dir>/drift.json.",
+    labelnames=["test"],
+    multiprocess_mode="livemostrecent",  # one value, not one per worker pid
+)
+DRIFT_DETECTED = bentoml.metrics.Gauge(
+    name="clearsight_drift_detected",
+    documentation="1 when the monitor's latest window drifted from the training reference.",
+    multiprocess_mode="livemostrecent",
+)
+
+
+class ServiceMonitoring:
+    """One per service process: the traffic log and the drift-score refresher."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        assert self.settings.traffic_dir is not None
+        config = self.settings.monitoring
+        self.traffic_dir: Path = self.settings.traffic_dir
+        self.log = TrafficLog(self.traffic_dir, config.log_sample_rate, config.log_max_records)
+        self._scores_mtime = 0.0
+        self._refresher: threading.Thread | None = None
+
+    def monitor_for(self, provenance: Provenance, follows_registry: bool) -> RequestMonitor:
+        """The request monitor of one served version (bounds from its training reference)."""
+        bounds = self._run_bounds(provenance) if follows_registry else None
+        if bounds is None:
+            bounds = default_bounds()
+        logger.info(
+            "out-of-distribution bounds for v%s: %s; traffic log %s",
+            provenance.version,
+            bounds.source,
+            f"{self.traffic_dir} (sample rate {self.log.sample_rate:g})"
+            if self.log.enabled
+            else "off",
+        )
+        self._start_refresher()
+        return RequestMonitor(bounds, self.log, provenance.version)
+
+    def _run_bounds(self, provenance: Provenance) -> Bounds | None:
+        if not provenance.run_id:
+            return None
+        try:
+            from clearsight.tracking.registry import load_run_file
+
+            with tempfile.TemporaryDirectory(prefix="clearsight-reference-") as tmp:
+                path = load_run_file(self.settings, provenance.run_id, ARTIFACT, Path(tmp))
+                return Reference.load(path).bounds if path else None
+        except Exception:  # MLflow unreachable, an old run: fall back, never fail a load
+            logger.warning("cannot read v%s's %s", provenance.version, ARTIFACT, exc_info=True)
+            return None
+
+    @staticmethod
+    def observe(response: PredictResponse) -> None:
+        for result in response.results:
+            if result.out_of_distribution:
+                OUT_OF_DISTRIBUTION_IMAGES.inc()
+            for check in result.out_of_distribution:
+                OUT_OF_DISTRIBUTION.labels(check=check.split(" ", 1)[0]).inc()
+
+    # -- drift scores ---------------------------------------------------------------------
+    def _start_refresher(self) -> None:
+        if self._refresher is None:
+            self._refresher = threading.Thread(
+                target=self._refresh_forever, name="clearsight-drift-scores", daemon=True
+            )
+            self._refresher.start()
+
+    def _refresh_forever(self) -> None:
+        while True:
+            self.refresh_scores()
+            time.sleep(SCORES_REFRESH_S)
+
+    def refresh_scores(self) -> None:
+        """Copy drift.json into the gauges when it changed (written atomically by the
+        monitor, so it is whole or absent)."""
+        path = self.traffic_dir / "drift.json"
+        try:
+            mtime = path.stat().st_mtime
+            if mtime == self._scores_mtime:
+                return
+            body = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        self._scores_mtime = mtime
+        scores = body.get("scores", {})
+        for name, value in scores.items():
+            if name.startswith("drift_score_"):
+                DRIFT_SCORE.labels(test=name.removeprefix("drift_score_")).set(float(value))
+        DRIFT_DETECTED.set(float(scores.get("drift_detected", 0.0)))

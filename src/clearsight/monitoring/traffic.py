@@ -1,0 +1,282 @@
+"""The traffic log: a bounded, rotating record of what the service answered.
+
+Each sampled image becomes a record: the pixels the model saw (uint8), its input features,
+predicted label, confidence, model version, request id, time, and the integrated-gradients
+summary when the request asked for integrated gradients of the predicted class (NaN when
+not). The service does not compute integrated gradients for requests that did not ask: that
+would cost every prediction ~10x its forward pass. The monitor computes the missing summaries
+itself on the logged pixels with the champion model (``fill_attributions``), in one batch, off
+the request path. Records of explanation requests keep the summary the user actually saw.
+
+Writes never slow or fail a prediction: ``submit`` only samples and puts records on a bounded
+queue (dropping, with a warning, when it is full); one daemon thread writes them. Each write
+is one ``.npz`` chunk of up to ``CHUNK_RECORDS`` records, written to a temporary file and
+renamed into place, so a reader (the monitor) never sees a torn file. A failed write (full
+disk, permissions) logs a warning and drops those records.
+
+The writer gathers records for up to ``FLUSH_SECONDS`` before writing (one file a second at
+most, not one per request) and keeps the list of its chunks in memory: after each write the
+oldest chunks are deleted until at most ``max_records`` records remain, without listing the
+folder. A first version wrote one file per answered image and listed the folder after each;
+under load that took a third of the server's CPU (py-spy, ``benchmarks/serve.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clearsight.monitoring.features import ATTRIBUTION_FEATURES, INPUT_FEATURES
+
+logger = logging.getLogger(__name__)
+
+CHUNK_RECORDS = 256
+FLUSH_SECONDS = 1.0  # the longest a record waits in memory before it is written
+QUEUE_RECORDS = 10_000
+SUFFIX = ".npz"
+
+
+@dataclass(frozen=True)
+class TrafficRecord:
+    """One answered image."""
+
+    pixels: np.ndarray  # (28, 28) float in 0-1, as the model saw it
+    features: dict[str, float]
+    label: int
+    confidence: float
+    model_version: str
+    request_id: str
+    attribution: dict[str, float] | None = None
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrafficWindow:
+    """Records as columns, oldest first (what the monitor tests)."""
+
+    pixels: np.ndarray  # float32 (N, 28, 28) in 0-1
+    features: dict[str, np.ndarray]
+    attributions: dict[str, np.ndarray]  # NaN where no summary was logged
+    labels: np.ndarray
+    confidences: np.ndarray
+    model_versions: np.ndarray
+    request_ids: np.ndarray
+    times: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def chunk_name(records: int) -> str:
+    return f"{time.time_ns():020d}-{os.getpid()}-{records}{SUFFIX}"
+
+
+def chunk_records(path: Path) -> int:
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+def chunks(folder: Path) -> list[Path]:
+    """Complete chunk files, oldest first (temporary files are skipped)."""
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob(f"*{SUFFIX}") if p.stem.count("-") == 2]
+    return sorted(found, key=lambda p: p.name)
+
+
+def write_chunk(folder: Path, records: list[TrafficRecord]) -> Path:
+    """One chunk, atomically: temporary file in the same folder, then ``os.replace``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    columns: dict[str, np.ndarray] = {
+        "pixels": np.stack(
+            [np.rint(np.clip(r.pixels, 0, 1) * 255).astype(np.uint8) for r in records]
+        ),
+        "labels": np.array([r.label for r in records], dtype=np.int16),
+        "confidences": np.array([r.confidence for r in records], dtype=np.float32),
+        "model_versions": np.array([r.model_version for r in records]),
+        "request_ids": np.array([r.request_id for r in records]),
+        "times": np.array([r.time for r in records], dtype=np.float64),
+    }
+    for name in INPUT_FEATURES:
+        columns[f"feature_{name}"] = np.array([r.features[name] for r in records])
+    for name in ATTRIBUTION_FEATURES:
+        columns[f"attribution_{name}"] = np.array(
+            [r.attribution[name] if r.attribution else np.nan for r in records]
+        )
+    target = folder / chunk_name(len(records))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **columns)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_window(folder: Path, window: int | None = None) -> TrafficWindow:
+    """The ``window`` most recent records (all when None), oldest first."""
+    selected: list[Path] = []
+    count = 0
+    for path in reversed(chunks(folder)):
+        if window is not None and count >= window:
+            break
+        selected.append(path)
+        count += chunk_records(path)
+    parts: dict[str, list[np.ndarray]] = {}
+    for path in reversed(selected):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                for key in data.files:
+                    parts.setdefault(key, []).append(data[key])
+        except FileNotFoundError:  # rotated away while we read: the window is just shorter
+            continue
+    if not parts:
+        empty = np.zeros(0)
+        return TrafficWindow(
+            np.zeros((0, 28, 28), np.float32),
+            {k: empty for k in INPUT_FEATURES},
+            {k: empty for k in ATTRIBUTION_FEATURES},
+            np.zeros(0, np.int64),
+            empty,
+            np.zeros(0, str),
+            np.zeros(0, str),
+            empty,
+        )
+    col = {k: np.concatenate(v) for k, v in parts.items()}
+    start = 0 if window is None else max(0, len(col["labels"]) - window)
+    cut = {k: v[start:] for k, v in col.items()}
+    return TrafficWindow(
+        pixels=cut["pixels"].astype(np.float32) / 255.0,
+        features={k: cut[f"feature_{k}"] for k in INPUT_FEATURES},
+        attributions={k: cut[f"attribution_{k}"] for k in ATTRIBUTION_FEATURES},
+        labels=cut["labels"].astype(np.int64),
+        confidences=cut["confidences"].astype(np.float64),
+        model_versions=cut["model_versions"],
+        request_ids=cut["request_ids"],
+        times=cut["times"],
+    )
+
+
+class TrafficLog:
+    """Samples records and writes them from one background thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        sample_rate: float,
+        max_records: int,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.sample_rate = sample_rate
+        self.max_records = max_records
+        self.dropped = 0
+        self.written = 0
+        self._random = random.Random(seed)
+        self._queue: queue.Queue[TrafficRecord | None] = queue.Queue(maxsize=QUEUE_RECORDS)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._hurry = threading.Event()  # flush(): write what is gathered now
+        self._chunks: deque[tuple[Path, int]] = deque()  # the writer's own view, oldest first
+
+    @property
+    def enabled(self) -> bool:
+        return self.sample_rate > 0 and self.max_records > 0
+
+    def sampled(self) -> bool:
+        """Whether to keep the next image (a cheap coin toss, on the request path)."""
+        return self.enabled and self._random.random() < self.sample_rate
+
+    def submit(self, records: list[TrafficRecord]) -> None:
+        """Queue records for writing; never blocks and never raises."""
+        if not records:
+            return
+        self._start()
+        for record in records:
+            try:
+                self._queue.put_nowait(record)
+            except queue.Full:
+                self.dropped += 1
+                if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                    logger.warning("traffic log queue full: %d records dropped", self.dropped)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything queued so far is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        self._hurry.set()
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="clearsight-traffic-log", daemon=True
+                )
+                self._thread.start()
+
+    def _gather(self) -> list[TrafficRecord | None]:
+        """Block for one record, then take more for up to ``FLUSH_SECONDS`` (or a full chunk)."""
+        batch = [self._queue.get()]
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while len(batch) < CHUNK_RECORDS and not self._hurry.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._queue.get(timeout=min(remaining, 0.05)))
+            except queue.Empty:
+                continue
+        while len(batch) < CHUNK_RECORDS:  # whatever else is already queued
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._hurry.clear()
+        return batch
+
+    def _rotate(self, written: Path, count: int) -> None:
+        """Delete the oldest chunks beyond ``max_records``, from the writer's own list."""
+        self._chunks.append((written, count))
+        total = sum(n for _, n in self._chunks)
+        while self._chunks and total > self.max_records:
+            path, n = self._chunks.popleft()
+            path.unlink(missing_ok=True)
+            total -= n
+
+    def _run(self) -> None:
+        # Chunks left by an earlier process count against the bound too: listed once, here.
+        self._chunks.extend((p, chunk_records(p)) for p in chunks(self.folder))
+        while True:
+            batch = self._gather()
+            records = [r for r in batch if r is not None][: self.max_records]
+            try:
+                if records:
+                    written = write_chunk(self.folder, records)
+                    self.written += len(records)
+                    self._rotate(written, len(records))
+            except Exception as err:  # full disk, permissions: drop, never fail a prediction
+                self.dropped += len(records)
+                logger.warning(
+                    "traffic log: %d records dropped, cannot write to %s: %s",
+                    len(records),
+                    self.folder,
+                    err,
+                )
+            finally:
+                for _ in batch:
+                    self._queue.task_done()

@@ -1,0 +1,134 @@
+"""The traffic log: sampled, bounded by rotation, never a torn file, never a failed request."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clearsight.monitoring import traffic
+from clearsight.monitoring.requests import RequestMonitor, default_bounds
+from clearsight.monitoring.traffic import TrafficLog, chunks, read_window
+
+
+def review_batches(log: TrafficLog, batches: int, size: int, seed: int = 0) -> np.ndarray:
+    """Send ``batches`` requests of ``size`` random images through a RequestMonitor."""
+    rng = np.random.default_rng(seed)
+    monitor = RequestMonitor(default_bounds(), log, "7")
+    sent = []
+    for i in range(batches):
+        x = rng.random((size, 28, 28, 1), dtype=np.float32)
+        p = rng.dirichlet(np.ones(10), size)
+        monitor.review(x, p, f"req-{i}")
+        sent.append(x[..., 0])
+    log.flush()
+    return np.concatenate(sent)
+
+
+def test_records_round_trip(tmp_path: Path) -> None:
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=1000)
+    sent = review_batches(log, 3, 4)
+    window = read_window(tmp_path)
+    assert len(window) == 12
+    np.testing.assert_allclose(window.pixels, sent, atol=1 / 255)
+    assert set(window.request_ids) == {"req-0", "req-1", "req-2"}
+    assert set(window.model_versions) == {"7"}
+    assert np.isnan(window.attributions["ig_spread"]).all()  # no explanation was computed
+    assert len(read_window(tmp_path, 5)) == 5
+
+
+def test_integrated_gradients_summary_is_logged_when_computed(tmp_path: Path) -> None:
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=100)
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    x[:, 10:18, 10:18] = 1.0
+    maps = {1: np.ones((28, 28))}
+    RequestMonitor(default_bounds(), log, "1").review(x, np.eye(10)[:2], "r", maps)
+    log.flush()
+    share = read_window(tmp_path).attributions["ig_ink_share"]
+    assert np.isnan(share[0]) and share[1] == pytest.approx(64 / 784)
+
+
+def test_rotation_keeps_at_most_max_records_and_the_newest(tmp_path: Path) -> None:
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=50)
+    for i in range(12):  # one chunk per flush: 12 x 8 = 96 records written in all
+        review_batches(log, 1, 8, seed=i)
+    total = sum(traffic.chunk_records(p) for p in chunks(tmp_path))
+    assert 40 <= total <= 50
+    assert log.written == 96
+    window = read_window(tmp_path)
+    assert window.times[-1] == window.times.max()  # the newest survived
+
+
+def test_requests_in_quick_succession_share_one_chunk(tmp_path: Path) -> None:
+    """One file per second at most, not one per request (a file per request cost a third of
+    the server's CPU under load)."""
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=10_000)
+    monitor = RequestMonitor(default_bounds(), log, "1")
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    for i in range(40):
+        monitor.review(x, np.eye(10)[:1], f"r{i}")
+    log.flush()
+    assert len(read_window(tmp_path)) == 40
+    assert len(chunks(tmp_path)) <= 2
+
+
+def test_sampling_rate_and_switching_off(tmp_path: Path) -> None:
+    sampled = TrafficLog(tmp_path / "a", sample_rate=0.25, max_records=10_000, seed=3)
+    review_batches(sampled, 20, 20)
+    assert 60 <= len(read_window(tmp_path / "a")) <= 140  # 100 expected
+    off = TrafficLog(tmp_path / "b", sample_rate=0.0, max_records=10_000)
+    review_batches(off, 2, 5)
+    assert not (tmp_path / "b").exists()
+
+
+def test_an_unwritable_folder_drops_records_and_never_raises(tmp_path: Path, caplog) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the folder should be")
+    log = TrafficLog(blocked, sample_rate=1.0, max_records=100)
+    review_batches(log, 2, 3)  # would raise here if a write failure reached the caller
+    assert log.dropped == 6 and log.written == 0
+    assert "records dropped" in caplog.text
+
+
+def test_a_write_that_dies_midway_leaves_no_torn_file(tmp_path: Path, monkeypatch) -> None:
+    """A crash inside the write (disk full after half the bytes) leaves no chunk and no
+    temporary file; readers only ever see whole chunks."""
+    real_savez = np.savez
+
+    def half_then_fail(handle, **columns):
+        handle.write(b"PK\x03\x04 half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(traffic.np, "savez", half_then_fail)
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=100)
+    review_batches(log, 1, 4)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(traffic.np, "savez", real_savez)
+    review_batches(log, 1, 4)
+    assert len(read_window(tmp_path)) == 4
+
+
+def test_readers_never_see_a_torn_chunk_while_writers_rotate(tmp_path: Path) -> None:
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=64)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read_forever() -> None:
+        while not stop.is_set():
+            try:
+                read_window(tmp_path)
+            except BaseException as err:  # a torn file would be a zip/npz error here
+                errors.append(err)
+                return
+
+    reader = threading.Thread(target=read_forever)
+    reader.start()
+    try:
+        review_batches(log, 60, 8)
+    finally:
+        stop.set()
+        reader.join()
+    assert not errors, errors
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
