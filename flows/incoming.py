@@ -1,16 +1,18 @@
-"""Poll ``data/incoming/`` and retrain on every new data set dropped there.
+"""Poll ``data/incoming/``: ingest every new batch, then retrain once if the data changed.
 
 Polling (a deployment on an interval schedule, see prefect.yaml) rather than an event trigger:
 it needs no file-system event source, works the same on a laptop, in the compose stack and on
-Kubernetes, and the ledger makes it idempotent. Each batch runs the ``retrain`` flow as a
-subflow; a batch that fails the data contract is recorded as such and not retried.
+Kubernetes, and the ledger makes it idempotent. Each poll ingests all new batches
+(``clearsight.data.ingest.ingest_pending``: claim -> accept as a new data version, or
+quarantine with a report -> ledger), then, if the newest data version changed, runs ONE
+``retrain`` (as a subflow) on it: ten feedback batches make ten versions and one training.
 
 Two watchers may overlap (the deployment's own limit cancels a scheduled run while one is
 still going, but a manual run, a second worker or ``make schedule`` beside the compose stack
-can still start one), so each batch is claimed in the ledger before its retrain starts and
-only the watcher whose claim succeeds trains it (``clearsight.data.incoming.claim``). A
-claim whose run died is taken over after ``claim_timeout_minutes``, or at once when its
-process on this host is gone.
+can still start one), so each batch is claimed in the ledger before it is ingested
+(``clearsight.data.incoming.claim``, file-locked) and only the watcher whose claim succeeds
+ingests it. A claim whose run died is taken over after ``claim_timeout_minutes``, or at once
+when its process on this host is gone.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ if str(ROOT) not in sys.path:  # run as a script or a deployment entrypoint
     sys.path.insert(0, str(ROOT))
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from clearsight.config import Settings
-from clearsight.data.incoming import CLAIM_TIMEOUT, claim, mark_seen, new_batches, release
+from clearsight.data.incoming import CLAIM_TIMEOUT
 from flows.retrain import retrain
 
 
@@ -35,32 +38,39 @@ from flows.retrain import retrain
 def watch_incoming(
     claim_timeout_minutes: int = int(CLAIM_TIMEOUT.total_seconds() // 60),
 ) -> list[dict[str, str]]:
-    """Retrain once per new batch this run claims; returns each batch with its outcome."""
+    """Ingest the new batches this run claims; retrain once when the newest data version
+    changed. Returns each batch with its outcome (and the retrain's, on accepted ones)."""
+    from clearsight.data.ingest import ingest_pending
+
     logger = get_run_logger()
-    folder = Settings().incoming_dir
-    stale_after = timedelta(minutes=claim_timeout_minutes)
+    settings = Settings()
     run_name = f"{flow_run.get_name()} ({flow_run.get_id()})"
-    outcomes = []
-    for batch in new_batches(folder, stale_after):
-        if not claim(folder, batch, stale_after=stale_after, run=run_name):
-            logger.info("%s is being (or was) retrained by another run: skipped", batch.path)
-            continue
-        logger.info("new data in %s (%s): retraining", batch.path, batch.source)
-        try:
-            state = retrain(source=batch.source, path=str(batch.path), return_state=True)
-        except BaseException:  # stopped or crashed here: let the next poll take it again
-            release(folder, batch)
-            raise
-        if state.is_completed():
-            summary = state.result()
-            outcome = "promoted" if summary.promoted else "kept champion"
-            outcome += f" (v{summary.version})"
-        else:
-            outcome = f"failed: {state.message or state.name}"
-        mark_seen(folder, batch, outcome)
-        outcomes.append({"batch": batch.path.name, "outcome": outcome})
+    result = ingest_pending(
+        settings, timedelta(minutes=claim_timeout_minutes), run=f"{run_name} (watch-incoming)"
+    )
+    outcomes = [{"batch": o.batch, "outcome": o.line()} for o in result.outcomes]
     if not outcomes:
-        logger.info("nothing new in %s", folder)
+        logger.info("nothing new in %s", settings.incoming_dir)
+        return outcomes
+    create_markdown_artifact(
+        markdown=result.to_markdown(), key="incoming", description=f"newest {result.after}"
+    )
+    for outcome in result.outcomes:
+        logger.info("%s", outcome.line())
+    if not result.changed:
+        logger.info("no batch accepted: the data version stays %s, no retrain", result.before)
+        return outcomes
+    path = str(settings.data.path) if settings.data.path else None
+    state = retrain(source=settings.data.source, path=path, return_state=True)
+    if state.is_completed():
+        summary = state.result()
+        trained = "promoted" if summary.promoted else "kept champion"
+        trained += f" (v{summary.version}, {result.after})"
+    else:
+        trained = f"retrain failed: {state.message or state.name}"
+    for entry, outcome in zip(outcomes, result.outcomes, strict=True):
+        if outcome.accepted:
+            entry["retrain"] = trained
     return outcomes
 
 

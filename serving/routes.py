@@ -23,6 +23,12 @@ from starlette.staticfiles import StaticFiles
 
 from clearsight.errors import RequestError
 from clearsight.inference import oip
+from clearsight.inference.feedback import (
+    FeedbackRequest,
+    FeedbackResponse,
+    incoming_folder,
+    record_feedback,
+)
 from clearsight.inference.live import LiveModel
 from clearsight.inference.schemas import (
     ActivationsRequest,
@@ -143,6 +149,23 @@ async def predict(
 async def layer_activations(body: ActivationsRequest) -> Response:
     """What each layer 'sees': the channels of conv1, pool1, conv2 and pool2 as PNG strips."""
     return json_response(live_model().predictor.activations(body))
+
+
+@app.post(
+    "/feedback",
+    response_model=FeedbackResponse,
+    responses=ERRORS,
+    tags=["clearsight"],
+    dependencies=API_KEY,
+    status_code=202,
+    summary="Send the right answers: labelled digits for the next retrain",
+)
+async def feedback(body: FeedbackRequest) -> Response:
+    """Images (as for /predict) with their true labels, and optionally the request id they
+    came from: written atomically as one incoming batch, which the next ingest checks and
+    adds to the training data (or quarantines). 202 with the batch name and image count."""
+    answer = await anyio.to_thread.run_sync(record_feedback, body, incoming_folder())
+    return json_response(answer, 202)
 
 
 @app.get(

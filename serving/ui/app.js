@@ -92,6 +92,16 @@ function showPreprocessing(result) {
     item.textContent = step;
     list.append(item);
   }
+  showOutOfDistribution(result);
+}
+
+// Checks this image failed against the model's training reference (an unusual digit).
+function showOutOfDistribution(result) {
+  const box = $("out-of-distribution");
+  const failed = result.out_of_distribution || [];
+  box.hidden = failed.length === 0;
+  box.textContent = failed.length === 0 ? "" :
+    `Unlike the training digits, so the answer is less trustworthy: ${failed.join("; ")}`;
 }
 
 function figure(src, caption, cls) {
@@ -150,6 +160,7 @@ $("predict").addEventListener("click", async () => {
     small.textContent = `${(100 * result.confidence).toFixed(1)}% confident`;
     $("verdict").append(small);
     showBars(result.probabilities, result.label);
+    offerFeedback(image, result.label);
     showPreprocessing(result);
     showExplanations(result);
     setStatus(`done in ${payload.timing.total_ms.toFixed(0)} ms (${result.status})`);
@@ -158,6 +169,32 @@ $("predict").addEventListener("click", async () => {
     setStatus(`The service refused this input: ${error.message}`, true);
   } finally {
     $("predict").disabled = false;
+  }
+});
+
+// "The right answer was ...": the image just predicted, with the label a person gives it,
+// goes to POST /feedback (one incoming batch, checked and added to the training data).
+let lastImage = null;
+
+function offerFeedback(image, predicted) {
+  lastImage = image;
+  $("truth").value = String(predicted);
+  $("feedback").hidden = false;
+  $("feedback-status").textContent = "";
+}
+
+$("feedback").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!lastImage) return;
+  $("send-feedback").disabled = true;
+  try {
+    const label = Number($("truth").value);
+    const answer = await call("/feedback", { images: [lastImage], labels: [label] });
+    $("feedback-status").textContent = `thank you: saved as ${answer.batch} for the next retrain`;
+  } catch (error) {
+    $("feedback-status").textContent = `feedback not saved: ${error.message}`;
+  } finally {
+    $("send-feedback").disabled = false;
   }
 });
 

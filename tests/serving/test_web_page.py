@@ -12,7 +12,7 @@ import pytest
 
 from tests.browser import ARTIFACTS, browser_page, needs_chromium
 
-from .conftest import Server
+from .conftest import Registry, Server
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,7 +34,7 @@ def dark_seven() -> bytes:
     return buffer.getvalue()
 
 
-def test_draw_a_digit_and_see_why(server: Server) -> None:
+def test_draw_a_digit_and_see_why(server: Server, registry: Registry) -> None:
     from playwright.sync_api import expect
 
     with browser_page(1280, 1000) as page:
@@ -65,6 +65,15 @@ def test_draw_a_digit_and_see_why(server: Server) -> None:
         for image in overlays.all() + page.locator("#activations img").all():
             assert image.evaluate("img => img.complete && img.naturalWidth > 0")
         page.screenshot(path=str(ARTIFACTS / "web_page.png"), full_page=True)
+
+        # "The right answer was ...": the drawn digit goes to POST /feedback as a batch.
+        page.locator("#truth").select_option("1")
+        page.locator("#send-feedback").click()
+        expect(page.locator("#feedback-status")).to_contain_text("saved as feedback-")
+        saved = page.locator("#feedback-status").inner_text().split("saved as ")[1].split()[0]
+        assert registry.settings.incoming_dir is not None
+        with np.load(registry.settings.incoming_dir / saved) as batch:
+            assert batch["y_train"].tolist() == [1] and batch["x_train"].shape == (1, 28, 28)
 
         # An upload of a dark digit on white paper, as people write: inverted, and said so.
         page.locator("#upload").set_input_files(

@@ -119,3 +119,46 @@ def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(reference, indent=2) + "\n")
         console.print(f"reference profile of {len(dataset)} images written to {target}")
+
+
+@data_app.command("versions")
+def data_versions(as_json: JsonOpt = False) -> None:
+    """List the data versions: each base source and every accepted batch on top of it."""
+    with user_errors():
+        from clearsight.data.versions import VersionStore
+
+        settings = load_settings()
+        store = VersionStore.of(settings)
+        versions = store.versions()
+        heads = set(store.pointers().values())
+        if as_json:
+            print_json([v.to_dict() | {"newest": v.id in heads} for v in versions])
+            return
+        if not versions:
+            console.print(f"no data versions yet in {settings.versions_dir}: train once first")
+            return
+        table = new_table(
+            f"data versions in {settings.versions_dir}",
+            "id",
+            "parent",
+            "images",
+            "per class",
+            "batch",
+            "base",
+            "sha256",
+        )
+        for v in versions:
+            counts = " ".join(str(v.class_counts.get(str(c), 0)) for c in range(10))
+            batch = f"{v.batch.name} (+{v.batch.n_images})" if v.batch else "-"
+            base = f"{v.base.source}{f': {v.base.path}' if v.base.path else ''}"
+            newest = " (newest)" if v.id in heads else ""
+            table.add_row(
+                v.id + newest,
+                v.parent or "-",
+                str(v.n_images),
+                counts,
+                batch,
+                base,
+                v.digest[:12],
+            )
+        console.print(table)

@@ -83,9 +83,17 @@ def retrain(
     ] = None,
     epochs: EpochsOpt = None,
     seed: SeedOpt = None,
+    only_if_new_data: Annotated[
+        bool,
+        typer.Option(
+            "--only-if-new-data",
+            help="Skip training when the newest data version is the champion's.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The whole retrain flow (Prefect): validate, train, promote if better, tell the service."""
+    """The whole retrain flow (Prefect): ingest incoming batches, validate, train, promote if
+    better, tell the service."""
     with user_errors():
         settings = load_settings(source=source, path=path)  # checks the options up front
         flows = settings.home / "flows" / "retrain.py"
@@ -101,7 +109,14 @@ def retrain(
             path=str(settings.data.path) if settings.data.path else None,
             epochs=epochs,
             seed=seed,
+            only_if_new_data=only_if_new_data,
         )
+        if summary is None:
+            if as_json:
+                print_json({"skipped": "no new data"})
+            else:
+                console.print("skipped: no new data (the champion was trained on the newest)")
+            return
         if as_json:
             print_json(summary.to_dict())
         else:

@@ -2,7 +2,9 @@
 
 Every entry point (CLI, Prefect flow, tests) goes through ``run_data_gate`` so the data that
 reaches training is always the data that passed, and the frozen holdout is only ever written
-from data that passed.
+from data that passed. The data is the newest data version of the configured source
+(``clearsight.data.versions``: the source plus every accepted incoming batch), so a run
+trains on, and names, exactly one version.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from clearsight.data.dataset import Dataset
 from clearsight.data.profile import profile_splits
 from clearsight.data.sources import load
 from clearsight.data.splits import HoldoutStore, Splits, make_splits
+from clearsight.data.versions import DataVersion, VersionStore, newest
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,16 @@ class GatedData:
     splits: Splits
     profile: pd.DataFrame
     report: ValidationReport
+    data_version: DataVersion | None = None  # None only for a dry run on an unversioned source
 
 
 def run_data_gate(settings: Settings, *, freeze_holdout: bool = True) -> GatedData:
-    """Load, split and validate; raises ``DataValidationError`` (report attached) on failure."""
-    source = load(settings.data)
+    """Load the newest data version, split and validate; raises ``DataValidationError``
+    (report attached) on failure. ``freeze_holdout=False`` (a dry check of a candidate
+    source) neither freezes a holdout nor records a first data version."""
+    base = load(settings.data)
+    versioned = newest(settings, base, record=False)  # a base's root is recorded once it passed
+    source = versioned.dataset if versioned else base
     store = HoldoutStore(settings.holdout_dir)
     splits = make_splits(source, settings.data, store)
     profile = profile_splits(splits)
@@ -45,4 +53,7 @@ def run_data_gate(settings: Settings, *, freeze_holdout: bool = True) -> GatedDa
     report.raise_for_failures()
     if freeze_holdout and not splits.holdout_frozen:
         store.freeze(splits.holdout)
-    return GatedData(source, splits, profile, report)
+    version = versioned.version if versioned else None
+    if version is None and freeze_holdout:
+        version = VersionStore.of(settings).root(settings.data, base)
+    return GatedData(source, splits, profile, report, version)

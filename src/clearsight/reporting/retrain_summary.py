@@ -43,10 +43,16 @@ class RetrainSummary:
     metrics: dict[str, float] = field(default_factory=dict)
     champion_metrics: dict[str, float] = field(default_factory=dict)
     service: str | None = None
+    data_version: str | None = None  # the exact training data (``clearsight data versions``)
 
     @classmethod
     def from_parts(
-        cls, run: TrainingRun, decision: Decision, report: ValidationReport, champion: str | None
+        cls,
+        run: TrainingRun,
+        decision: Decision,
+        report: ValidationReport,
+        champion: str | None,
+        data_version: str | None = None,
     ) -> RetrainSummary:
         return cls(
             run_id=run.run_id,
@@ -61,6 +67,7 @@ class RetrainSummary:
             data_docs=str(report.docs_path) if report.docs_path else None,
             metrics=decision.challenger_metrics,
             champion_metrics=decision.champion_metrics,
+            data_version=data_version,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -95,6 +102,7 @@ class RetrainSummary:
                     *rows,
                     "",
                     f"- champion now: v{self.champion}",
+                    f"- trained on data version: {self.data_version or 'unversioned'}",
                     f"- MLflow run: {self.run_link()}",
                     f"- data validation: {self.validation_report}",
                     f"- data docs: {self.data_docs}",

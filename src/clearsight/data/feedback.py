@@ -1,0 +1,76 @@
+"""Labelled images people send back (the service's ``POST /feedback``) as one incoming batch.
+
+A feedback request becomes exactly one ``.npz`` batch in the incoming folder, in the Keras
+``mnist.npz`` layout the ``npz`` reader takes (``x_train``, ``y_train``) plus the request ids
+the images came from. It is written to a dot-named temporary file first and renamed into
+place, so the incoming watcher (which skips dot names) sees a whole batch or none, and a
+unique name (UTC time + a random suffix) means concurrent requests never overwrite each other.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from clearsight.digits import IMAGE_SIZE, N_CLASSES
+from clearsight.errors import DataSourceError
+
+PREFIX = "feedback"
+
+
+@dataclass(frozen=True)
+class FeedbackBatch:
+    """Where a feedback batch was written and how many images it holds."""
+
+    path: Path
+    count: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def batch_name(now: datetime | None = None) -> str:
+    """``feedback-20261129T213000123456Z-1a2b3c4d.npz``: sortable by time, unique by uuid."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{PREFIX}-{stamp}-{uuid.uuid4().hex[:8]}.npz"
+
+
+def write_feedback_batch(
+    folder: Path,
+    pixels: np.ndarray,
+    labels: np.ndarray | list[int],
+    request_ids: list[str | None] | None = None,
+) -> FeedbackBatch:
+    """Write uint8 (N, 28, 28) images with their true labels as one incoming batch, atomically."""
+    images = np.asarray(pixels)
+    targets = np.asarray(labels, dtype=np.int64)
+    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or not len(images):
+        raise DataSourceError(f"feedback needs (N, 28, 28) images, got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise DataSourceError(f"feedback images must be uint8 pixels, got {images.dtype}")
+    if targets.shape != (len(images),) or targets.min() < 0 or targets.max() >= N_CLASSES:
+        raise DataSourceError(f"feedback needs one label in 0-{N_CLASSES - 1} per image")
+    ids = [r or "" for r in (request_ids or [None] * len(images))]
+    if len(ids) != len(images):
+        raise DataSourceError(f"{len(ids)} request ids for {len(images)} images")
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / batch_name()
+    with tempfile.NamedTemporaryFile(
+        "wb", dir=folder, prefix=f".{PREFIX}-", suffix=".npz", delete=False
+    ) as tmp:
+        try:
+            np.savez(tmp, x_train=images, y_train=targets, request_id=np.asarray(ids, dtype=str))
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    os.replace(tmp.name, target)
+    return FeedbackBatch(target, len(images))

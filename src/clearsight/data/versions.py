@@ -1,0 +1,332 @@
+"""Versioned training data: a base source plus every accepted incoming batch, in order.
+
+A data version is a manifest (JSON): a short sortable id (``dv0003``), the sha256 digest of the
+merged content (``Dataset.digest``), per-class counts, its parent, the batch that made it (name
+and fingerprint), when, and the base it extends (source, path, base digest). Each base (by its
+digest) has its own chain; the first use of a base records its root version (no batch), so
+every training run names the exact data it saw, batches or not.
+
+On disk, under ``settings.versions_dir``::
+
+    manifests/dv0003.json    one per version
+    batches/dv0003.npz       the batch that made dv0003, normalised to 28x28 uint8
+    latest.json              base digest -> newest version id (the pointer, written last)
+
+Accepted batches are stored, not referenced, so a version can be rebuilt after the incoming
+folder was cleaned. Every file is written to a temporary name and then ``os.replace``d, and
+the pointer last: a process killed midway leaves at most an orphan file that no pointer
+names, and the previous version stays the newest (no half-merge). Writers hold an exclusive
+``flock`` on ``.lock``, so two ingesting processes allocate distinct ids and never lose a
+pointer update.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clearsight.config import DataSettings, Settings
+from clearsight.data.dataset import Dataset, concat
+from clearsight.errors import DataSourceError
+
+PREFIX = "dv"
+LATEST = "latest.json"
+LOCK = ".lock"
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """The incoming batch a version added: its name, fingerprint and size."""
+
+    name: str
+    fingerprint: str
+    n_images: int
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """The configured source a chain of versions extends."""
+
+    source: str
+    path: str | None
+    digest: str
+    n_images: int
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """One version of the training data (the manifest), as plain values."""
+
+    id: str
+    digest: str
+    n_images: int
+    class_counts: dict[str, int]
+    parent: str | None
+    batch: BatchRef | None
+    base: BaseRef
+    created_at: str
+    batch_ids: tuple[str, ...] = field(default=())  # versions whose batches it holds, in order
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["batch_ids"] = list(self.batch_ids)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DataVersion:
+        batch = data.get("batch")
+        return cls(
+            id=data["id"],
+            digest=data["digest"],
+            n_images=int(data["n_images"]),
+            class_counts={str(k): int(v) for k, v in data["class_counts"].items()},
+            parent=data.get("parent"),
+            batch=BatchRef(**batch) if batch else None,
+            base=BaseRef(**data["base"]),
+            created_at=data["created_at"],
+            batch_ids=tuple(data.get("batch_ids", ())),
+        )
+
+    def describe(self) -> str:
+        """One line for logs and summaries."""
+        what = f"+ {self.batch.name} ({self.batch.n_images} images)" if self.batch else "base"
+        return f"{self.id} ({self.n_images} images, {what}, sha256 {self.digest[:12]})"
+
+
+def class_counts(labels: np.ndarray) -> dict[str, int]:
+    values, counts = np.unique(labels.astype(np.int64), return_counts=True)
+    return {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def base_ref(settings: DataSettings, base: Dataset) -> BaseRef:
+    path = str(settings.path) if settings.path is not None else None
+    return BaseRef(settings.source, path, base.digest, len(base))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _atomic_write(path: Path, write: Any, suffix: str) -> None:
+    """``write(handle)`` into a dot-named temporary file beside ``path``, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "wb", dir=path.parent, prefix=f".{path.stem}-", suffix=suffix, delete=False
+    ) as tmp:
+        try:
+            write(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    os.replace(tmp.name, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _atomic_write(path, lambda h: h.write((json.dumps(data, indent=2) + "\n").encode()), ".json")
+
+
+class VersionStore:
+    """The versions of every base, on disk (see the module docstring for the layout)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.manifests = folder / "manifests"
+        self.batches = folder / "batches"
+        self.pointer = folder / LATEST
+
+    @classmethod
+    def of(cls, settings: Settings) -> VersionStore:
+        assert settings.versions_dir is not None
+        return cls(settings.versions_dir)
+
+    # -- reading ----------------------------------------------------------------------------
+    def pointers(self) -> dict[str, str]:
+        return json.loads(self.pointer.read_text()) if self.pointer.is_file() else {}
+
+    def latest_id(self, base_digest: str) -> str | None:
+        return self.pointers().get(base_digest)
+
+    def manifest(self, version_id: str) -> DataVersion:
+        path = self.manifests / f"{version_id}.json"
+        try:
+            return DataVersion.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise DataSourceError(f"{path}: no such data version") from None
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataSourceError(f"{path}: unreadable data version manifest ({err})") from None
+
+    def chain(self, version_id: str) -> list[DataVersion]:
+        """The version and its ancestors, root first."""
+        chain = [self.manifest(version_id)]
+        while chain[-1].parent is not None:
+            chain.append(self.manifest(chain[-1].parent))
+        return chain[::-1]
+
+    def versions(self) -> list[DataVersion]:
+        """Every version some base's pointer leads to (orphans of a crash left out), by id."""
+        seen: dict[str, DataVersion] = {}
+        for head in self.pointers().values():
+            for version in self.chain(head):
+                seen[version.id] = version
+        return [seen[k] for k in sorted(seen)]
+
+    def batch(self, version_id: str) -> Dataset:
+        path = self.batches / f"{version_id}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return Dataset(npz["images"], npz["labels"], f"data version {version_id}: {path}")
+        except (OSError, KeyError, ValueError) as err:
+            raise DataSourceError(f"{path}: unreadable batch of a data version ({err})") from None
+
+    def dataset(self, version: DataVersion, base: Dataset) -> Dataset:
+        """The version's content rebuilt from its base and stored batches, digest checked."""
+        if base.digest != version.base.digest:
+            raise DataSourceError(
+                f"data version {version.id} extends a base with digest "
+                f"{version.base.digest[:12]}, but the source has {base.digest[:12]}"
+            )
+        merged = merge(base, [self.batch(v) for v in version.batch_ids], version.id)
+        if merged.digest != version.digest:
+            raise DataSourceError(
+                f"data version {version.id}: rebuilt content has digest {merged.digest[:12]}, "
+                f"the manifest says {version.digest[:12]}; its stored batches were modified"
+            )
+        return merged
+
+    def find_batch(self, base_digest: str, name: str, fingerprint: str) -> DataVersion | None:
+        """The version that already added this batch (a retried ingest must not add it twice)."""
+        head = self.latest_id(base_digest)
+        for version in self.chain(head) if head else []:
+            if version.batch and (version.batch.name, version.batch.fingerprint) == (
+                name,
+                fingerprint,
+            ):
+                return version
+        return None
+
+    # -- writing ----------------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / LOCK, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _next_id(self) -> str:
+        """One past every id on disk, orphans included, so an id is never reused."""
+        numbers = [
+            int(p.stem[len(PREFIX) :])
+            for folder in (self.manifests, self.batches)
+            if folder.is_dir()
+            for p in folder.iterdir()
+            if p.stem.startswith(PREFIX) and p.stem[len(PREFIX) :].isdigit()
+        ]
+        return f"{PREFIX}{max(numbers, default=0) + 1:04d}"
+
+    def _write_batch(self, version_id: str, batch: Dataset) -> None:
+        path = self.batches / f"{version_id}.npz"
+        pixels, labels = batch.pixels(), batch.labels.astype(np.int64)
+        _atomic_write(path, lambda h: np.savez_compressed(h, images=pixels, labels=labels), ".npz")
+
+    def _write_manifest(self, version: DataVersion) -> None:
+        _write_json(self.manifests / f"{version.id}.json", version.to_dict())
+
+    def _point(self, base_digest: str, version_id: str) -> None:
+        _write_json(self.pointer, self.pointers() | {base_digest: version_id})
+
+    def root(self, settings: DataSettings, base: Dataset) -> DataVersion:
+        """The base's newest version; records the root version on the base's first use."""
+        with self.lock():
+            head = self.latest_id(base.digest)
+            if head is not None:
+                return self.manifest(head)
+            version = DataVersion(
+                id=self._next_id(),
+                digest=base.digest,
+                n_images=len(base),
+                class_counts=class_counts(base.labels),
+                parent=None,
+                batch=None,
+                base=base_ref(settings, base),
+                created_at=_now(),
+            )
+            self._write_manifest(version)
+            self._point(base.digest, version.id)
+            return version
+
+    def add(
+        self, parent: DataVersion, merged: Dataset, batch: Dataset, ref: BatchRef
+    ) -> DataVersion:
+        """Record ``merged`` (= ``parent``'s content + ``batch``) as the base's newest version.
+
+        Arrays, then manifest, then the pointer: a crash before the pointer moved leaves
+        ``parent`` the newest. Refused when another process added a version meanwhile (the
+        merged content would then miss that one's batch).
+        """
+        with self.lock():
+            if self.latest_id(parent.base.digest) != parent.id:
+                raise DataSourceError(
+                    f"data version {parent.id} is no longer the newest; ingest again"
+                )
+            version_id = self._next_id()
+            version = DataVersion(
+                id=version_id,
+                digest=merged.digest,
+                n_images=len(merged),
+                class_counts=class_counts(merged.labels),
+                parent=parent.id,
+                batch=ref,
+                base=parent.base,
+                created_at=_now(),
+                batch_ids=(*parent.batch_ids, version_id),
+            )
+            self._write_batch(version_id, batch)
+            self._write_manifest(version)
+            self._point(parent.base.digest, version_id)
+            return version
+
+
+def merge(base: Dataset, batches: list[Dataset], version_id: str) -> Dataset:
+    """Base then batches, in order (the order the versions added them)."""
+    if not batches:
+        return base
+    return concat([base, *batches], f"{base.origin} + {len(batches)} batches ({version_id})")
+
+
+@dataclass(frozen=True)
+class VersionedData:
+    """The newest data version of a base and its content."""
+
+    version: DataVersion
+    dataset: Dataset
+
+
+def newest(settings: Settings, base: Dataset, *, record: bool = True) -> VersionedData | None:
+    """The newest version of ``base`` (the configured ``settings.data`` source) and its data.
+
+    ``record``: write the root version when this base has none yet (training does; a dry
+    validation of a candidate source does not, and gets None then).
+    """
+    store = VersionStore.of(settings)
+    head = store.latest_id(base.digest)
+    if head is None and not record:
+        return None
+    version = store.manifest(head) if head else store.root(settings.data, base)
+    dataset = store.dataset(version, base)
+    origin = f"{base.origin} @ {version.id}" if version.batch_ids else base.origin
+    return VersionedData(version, Dataset(dataset.images, dataset.labels, origin))
