@@ -1,5 +1,5 @@
-"""Prefect flows over the clearsight library: validate -> train -> evaluate and promote ->
-build the service (after a promotion).
+"""Prefect flows over the clearsight library: ingest incoming batches -> validate -> train
+-> evaluate and promote -> build the service (after a promotion).
 
 No ML logic lives here: each task is one library call, and the flow adds what an
 orchestrator is for: retries with backoff around I/O faults only (``retry_on_io_fault``: a
@@ -28,41 +28,45 @@ from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
+from prefect.exceptions import TerminationSignal
 from prefect.states import State
 from prefect.task_engine import TaskRunTimeoutError
 from prefect.tasks import exponential_backoff
 
 from clearsight.config import Settings
 from clearsight.data.gate import GatedData
-from clearsight.errors import ClearsightError
+from clearsight.data.ingest import IngestResult
+from clearsight.errors import ClearsightError, Terminated
 from clearsight.offline import quiet_output
 from clearsight.promotion import Decision
 from clearsight.reporting.retrain_summary import RetrainSummary
+from clearsight.tracking.data_lineage import DataFreshness
+from clearsight.tracking.faults import bounded_http_retries, is_transient
+from clearsight.tracking.lifecycle import terminate_gracefully
 from clearsight.tracking.run import TrainingRun
 from flows.registry_lock import persist_leases, registry_slot
 
 # The temporary local server can take 20 s or more to start on a busy 2-core machine.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) would take minutes per call
+# before a step's retries even start: cap them unless the user chose values.
+bounded_http_retries()
 quiet_output()  # an entry point: TensorFlow's C++ log and MLflow's bars stay quiet
 
 
 def is_io_fault(error: BaseException | None) -> bool:
-    """Worth another attempt: an ``OSError`` (a store or server briefly unreachable, a full
-    or flaky disk, a connection reset), raised directly or as the cause of another error.
+    """Worth another attempt: an I/O fault that can pass (``clearsight.tracking.faults``: an
+    ``OSError`` such as a refused connection or a full disk, MLflow's "API request failed"
+    wrapping a ``requests`` error, a temporarily unavailable store), raised directly or as the
+    cause or context of another error.
 
     Never a ``ClearsightError`` (a broken data contract, an unreadable source, a diverged
     model: the same input fails the same way again, and each attempt would publish another
     report), nor the task's own timeout (it already spent its whole budget).
     """
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, ClearsightError | TaskRunTimeoutError):
-            return False
-        if isinstance(error, OSError):
-            return True
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return False
+    if isinstance(error, TaskRunTimeoutError | ClearsightError):
+        return False
+    return is_transient(error)
 
 
 def retry_on_io_fault(task: Task, task_run: TaskRun, state: State) -> bool:
@@ -188,13 +192,41 @@ def publish_summary(summary: RetrainSummary) -> None:
     describe(summary.run_id, summary.to_markdown())
 
 
+@task(name="ingest-incoming", cache_policy=NO_CACHE, timeout_seconds=1800)
+def ingest_incoming(settings: Settings) -> IngestResult:
+    """New batches of the incoming folder -> data versions, or quarantine with a report."""
+    from prefect.runtime import flow_run
+
+    from clearsight.data.ingest import ingest_pending
+
+    result = ingest_pending(settings, run=f"{flow_run.get_name()} ({flow_run.get_id()})")
+    if result.outcomes:
+        create_markdown_artifact(
+            markdown=result.to_markdown(),
+            key="incoming",
+            description=f"newest data version {result.after}",
+        )
+        for outcome in result.outcomes:
+            get_run_logger().info("%s", outcome.line())
+    return result
+
+
+@task(name="check-new-data", cache_policy=NO_CACHE, timeout_seconds=300, **IO_RETRIES)
+def check_new_data(settings: Settings) -> DataFreshness:
+    """Is the newest data version other than the champion's? (Else retraining cannot help.)"""
+    from clearsight.tracking.data_lineage import data_freshness
+
+    return data_freshness(settings)
+
+
 @flow(name="retrain", flow_run_name="retrain-{source}", timeout_seconds=4 * 3600, log_prints=True)
 def retrain(
     source: str = "embedded",
     path: str | None = None,
     epochs: int | None = None,
     seed: int | None = None,
-) -> RetrainSummary:
+    only_if_new_data: bool = False,
+) -> RetrainSummary | None:
     """Validate the data, train a challenger, promote it if it beats the champion, and then
     build the bento that serves the new champion.
 
@@ -203,6 +235,11 @@ def retrain(
     reading the champion, moving aliases and building the bento for the new champion happen
     one retrain at a time. The build is inside too, so the last bento built always serves the
     current champion.
+
+    Pending incoming batches are ingested first (each one a new data version, or quarantined),
+    so the run trains on the newest data version. ``only_if_new_data`` (the nightly
+    deployment): when that version is the one the champion was trained on, record "skipped:
+    no new data" and return None without training.
     """
     from clearsight.tracking.registry import registry_state
 
@@ -211,12 +248,25 @@ def retrain(
         .override("data", source=source, path=path)
         .override("train", epochs=epochs, seed=seed)
     )
+    ingest_incoming(settings)
+    if only_if_new_data:
+        freshness = check_new_data(settings)
+        if not freshness.new_data:
+            create_markdown_artifact(
+                markdown=f"# Retrain skipped: no new data\n\n{freshness.reason()}.\n",
+                key="retrain-skipped",
+                description="skipped: no new data",
+            )
+            print(f"skipped: no new data ({freshness.reason()})")
+            return None
     gated = validate_data(settings)
     run = train_model(settings, gated)
     with registry_slot():
         decision = evaluate_and_promote(settings, gated, run)
         champion = registry_state(settings)["champion"]
-        summary = RetrainSummary.from_parts(run, decision, gated.report, champion)
+        summary = RetrainSummary.from_parts(
+            run, decision, gated.report, champion, _described(gated)
+        )
         if decision.promoted:
             summary.service = build_service(settings, decision.challenger_version)
     if decision.promoted and settings.service_url:
@@ -226,15 +276,35 @@ def retrain(
     return summary
 
 
+def _described(gated: GatedData) -> str | None:
+    return gated.data_version.describe() if gated.data_version else None
+
+
 def run_once(
     source: str = "embedded",
     path: str | None = None,
     epochs: int | None = None,
     seed: int | None = None,
-) -> RetrainSummary:
-    """One retrain from a command line (``clearsight retrain``, ``make run``)."""
+    only_if_new_data: bool = False,
+) -> RetrainSummary | None:
+    """One retrain from a command line (``clearsight retrain``, ``make run``); None when
+    ``only_if_new_data`` skipped it."""
     persist_leases()  # the temporary server this starts keeps the registry slot's lease on disk
-    return retrain(source=source, path=path, epochs=epochs, seed=seed)
+    # SIGTERM: Prefect marks the flow run crashed, then re-sends the signal to the handler
+    # that was there before. With Python's default the process would die on the spot and
+    # leave the temporary API server running; this one exits cleanly (status 143), which
+    # stops it.
+    try:
+        with terminate_gracefully():
+            return retrain(
+                source=source,
+                path=path,
+                epochs=epochs,
+                seed=seed,
+                only_if_new_data=only_if_new_data,
+            )
+    except TerminationSignal as err:
+        raise Terminated() from err
 
 
 def main() -> None:

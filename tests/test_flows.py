@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import mlflow
 import numpy as np
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from prefect.states import Failed
 from prefect.testing.utilities import prefect_test_harness
@@ -103,19 +104,51 @@ def test_corrupted_data_fails_the_flow_before_training(env) -> None:
     assert len(_validation_reports(env)) == len(reports_before) + 1
 
 
-@slow
-def test_incoming_batch_triggers_one_retrain(env) -> None:
-    from flows.incoming import watch_incoming
+def _fresh_batch(path: Path, rows: slice) -> Path:
+    """Real digits that are not in ``good`` (the embedded set past its first 40 per class)."""
+    from clearsight.data.sources import load_embedded
 
+    full = load_embedded()
+    index = np.concatenate([np.flatnonzero(full.labels == c)[rows] for c in range(10)])
+    np.savez(path, x_train=full.images[index], y_train=full.labels[index])
+    return path
+
+
+def _watch_good(monkeypatch: pytest.MonkeyPatch, env) -> Path:
+    """The watcher's configured source is ``good`` (batches extend it); 1-epoch retrains."""
+    monkeypatch.setenv("CLEARSIGHT_DATA__SOURCE", "npz")
+    monkeypatch.setenv("CLEARSIGHT_DATA__PATH", str(env["good"]))
+    monkeypatch.setenv("CLEARSIGHT_TRAIN__EPOCHS", "1")
+    monkeypatch.setenv("CLEARSIGHT_TRACKING__LOG_EXPLANATIONS", "false")
     incoming = env["root"] / "data" / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
-    (incoming / "batch-1.npz").write_bytes(env["good"].read_bytes())
+    return incoming
+
+
+@slow
+def test_incoming_batches_make_versions_and_one_retrain(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.incoming import watch_incoming
+
+    incoming = _watch_good(monkeypatch, env)
+    _fresh_batch(incoming / "batch-1.npz", slice(40, 43))
+    _fresh_batch(incoming / "batch-1b.npz", slice(43, 44))
     (incoming / "notes.txt").write_text("ignored: not a data set")
     before = len(_versions(env["client"]))
     outcomes = watch_incoming()
-    assert [o["batch"] for o in outcomes] == ["batch-1.npz"]
-    assert len(_versions(env["client"])) == before + 1
-    assert read_ledger(incoming)["batch-1.npz"]["source"] == "npz"
+    assert [o["batch"] for o in outcomes] == ["batch-1.npz", "batch-1b.npz"]
+    assert all("accepted as dv" in o["outcome"] for o in outcomes)
+    assert len(_versions(env["client"])) == before + 1, "two new versions, one retrain"
+    assert outcomes[0]["retrain"] == outcomes[1]["retrain"]
+    newest = outcomes[1]["outcome"].split("accepted as ")[1].split()[0]
+    assert newest in outcomes[1]["retrain"]
+    run = env["client"].get_run(
+        env["client"].get_model_version(MODEL, _versions(env["client"])[-1]).run_id
+    )
+    assert run.data.tags["data_version"] == newest
+    entry = read_ledger(incoming)["batch-1.npz"]
+    assert entry["source"] == "npz" and entry["outcome"].startswith("accepted: dv")
     assert watch_incoming() == []  # seen: nothing new
 
 
@@ -123,16 +156,19 @@ def test_prefect_yaml_deployments_load_with_schedules() -> None:
     from flows.schedule import load_deployments
 
     deployments = {d.name: d for d in load_deployments()}
-    assert set(deployments) == {"nightly", "incoming"}
+    assert set(deployments) == {"nightly", "incoming", "hourly"}
     nightly = deployments["nightly"].schedules[0].schedule
     assert nightly.cron == "0 3 * * *" and nightly.timezone == "UTC"
-    assert deployments["nightly"].parameters == {"source": "embedded"}
+    assert deployments["nightly"].parameters == {"source": "embedded", "only_if_new_data": True}
     interval = deployments["incoming"].schedules[0].schedule
     assert interval.interval.total_seconds() == 60
     incoming = deployments["incoming"]
     assert incoming.concurrency_limit == 1
     assert incoming.concurrency_options.collision_strategy == "CANCEL_NEW"
     assert incoming.parameters == {"claim_timeout_minutes": 300}
+    hourly = deployments["hourly"]  # flows/monitor.py
+    assert hourly.schedules[0].schedule.interval.total_seconds() == 3600
+    assert hourly.parameters == {"retrain_on_drift": True}
 
 
 FULL_SPEC = """
@@ -365,12 +401,14 @@ def _check_aliases(client: MlflowClient, new: set[str]) -> list[str]:
     existing = set(_versions(client))
     assert set(history) <= existing, f"history names missing versions: {history}"
     assert all(a != b for a, b in pairwise(history)), history
-    aliases = {
-        alias: str(client.get_model_version_by_alias(MODEL, alias).version)
-        for alias in ("champion", "previous-champion", "challenger")
-    }
+    aliases: dict[str, str | None] = {}
+    for alias in ("champion", "previous-champion", "challenger"):
+        try:
+            aliases[alias] = str(client.get_model_version_by_alias(MODEL, alias).version)
+        except MlflowException:  # no such alias (no previous champion after one promotion)
+            aliases[alias] = None
     assert aliases["champion"] == history[-1]
-    assert aliases["previous-champion"] == history[-2]
+    assert aliases["previous-champion"] == (history[-2] if len(history) > 1 else None)
     assert aliases["challenger"] in new
     return history
 
@@ -414,16 +452,15 @@ def test_two_retrains_at_once_keep_the_aliases_consistent(
 @slow
 def test_two_watchers_on_one_batch_train_it_once(env, monkeypatch: pytest.MonkeyPatch) -> None:
     """(d) The incoming watcher started twice at once on one new batch trains it once."""
+    import clearsight.data.ingest as ingest_module
     import flows.incoming as incoming_module
 
-    monkeypatch.setenv("CLEARSIGHT_TRACKING__LOG_EXPLANATIONS", "false")
-    incoming = env["root"] / "data" / "incoming"
-    incoming.mkdir(parents=True, exist_ok=True)
-    (incoming / "batch-2.npz").write_bytes(env["good"].read_bytes())
+    incoming = _watch_good(monkeypatch, env)
+    _fresh_batch(incoming / "batch-2.npz", slice(44, 47))
     before = set(_versions(env["client"]))
     barrier = threading.Barrier(2)
     claims: list[bool] = []
-    real_claim = incoming_module.claim
+    real_claim = ingest_module.claim
 
     def claim_together(*args, **kwargs) -> bool:
         barrier.wait(timeout=300)  # both watchers listed the batch; now both claim it
@@ -431,7 +468,7 @@ def test_two_watchers_on_one_batch_train_it_once(env, monkeypatch: pytest.Monkey
         claims.append(won)
         return won
 
-    monkeypatch.setattr(incoming_module, "claim", claim_together)
+    monkeypatch.setattr(ingest_module, "claim", claim_together)
     with ThreadPoolExecutor(2) as pool:
         futures = [pool.submit(incoming_module.watch_incoming) for _ in range(2)]
         results = [f.result(timeout=600) for f in futures]
@@ -439,8 +476,9 @@ def test_two_watchers_on_one_batch_train_it_once(env, monkeypatch: pytest.Monkey
     assert sorted(len(r) for r in results) == [0, 1]
     assert len(set(_versions(env["client"])) - before) == 1
     entry = read_ledger(incoming)["batch-2.npz"]
-    assert entry["status"] == "done"
-    assert entry["outcome"].startswith(("promoted (v", "kept champion (v"))
+    assert entry["status"] == "done" and entry["outcome"].startswith("accepted: dv")
+    [[outcome]] = [r for r in results if r]
+    assert outcome["retrain"].startswith(("promoted (v", "kept champion (v"))
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from .conftest import REPO
 
 EXPECTED_ARTIFACTS = {
     "data/validation.json",
+    "monitoring/reference.npz",  # the drift monitor's training reference
     "evaluation/confusion_matrix.png",
     "evaluation/misclassified.png",
     "evaluation/per_class_metrics.csv",
@@ -116,8 +117,11 @@ def test_run_logs_params_metrics_tags_inputs_and_artifacts(trained) -> None:
     for name, digest in gated.splits.digests().items():
         assert tags[f"data_digest.{name}"] == digest
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
-    assert set(inputs) == {"train", "validation", "holdout"}
+    version = gated.data_version
+    assert version is not None and tags["data_version"] == version.id
+    assert set(inputs) == {"train", "validation", "holdout", version.id}
     assert inputs["holdout"].dataset.digest == gated.splits.holdout.digest[:16]
+    assert inputs[version.id].dataset.digest == version.digest[:16]
     assert _all_artifacts(client, run.info.run_id) >= EXPECTED_ARTIFACTS
     card = Path(client.download_artifacts(run.info.run_id, "model_card.md")).read_text()
     assert "## Explanation quality" in card

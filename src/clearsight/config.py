@@ -97,6 +97,11 @@ class TrainSettings(BaseModel):
     steps_per_execution: int | None = Field(
         default=None, ge=1, description="None picks one per backend and device."
     )
+    distribution: Literal["auto", "off", "data_parallel"] = Field(
+        default="auto",
+        description="data_parallel: every visible device (Keras DataParallel, JAX backend); "
+        "auto: data-parallel under JAX when more than one device is visible.",
+    )
     conv1_filters: int = Field(default=32, ge=1)
     conv2_filters: int = Field(default=64, ge=1)
     dense_dropout: float = Field(default=0.25, ge=0.0, lt=1.0)
@@ -144,12 +149,45 @@ class PromotionSettings(BaseModel):
     )
 
 
+class MonitoringSettings(BaseModel):
+    """The service's traffic log and the drift monitor (docs/monitoring.md)."""
+
+    log_sample_rate: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of answered images written to the traffic log; 0 switches it off.",
+    )
+    log_max_records: int = Field(
+        default=20_000, ge=0, description="Records kept; the oldest are deleted beyond it."
+    )
+    window: int = Field(
+        default=200, ge=20, description="Most recent records the monitor tests for drift."
+    )
+    alpha: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="Drift when any Benjamini-Hochberg adjusted p-value is below this; also "
+        "the false-alarm rate per window when nothing drifted.",
+    )
+    attributions: bool = Field(
+        default=True,
+        description="Also test integrated-gradients summaries (the monitor computes them for "
+        "logged images that have none).",
+    )
+    experiment: str = "clearsight-monitoring"
+
+
 # Each store folder's default: (the setting it lies under, the relative path), in the order
 # they resolve. Every default lies inside the repository, so a fresh clone writes nowhere else.
 FOLDER_DEFAULTS: dict[str, tuple[str, str]] = {
     "data_dir": ("home", "data"),
     "holdout_dir": ("data_dir", "holdout"),
     "incoming_dir": ("data_dir", "incoming"),
+    "versions_dir": ("data_dir", "versions"),
+    "quarantine_dir": ("data_dir", "quarantine"),
+    "traffic_dir": ("data_dir", "traffic"),
     "reports_dir": ("data_dir", "reports"),
     "contract_dir": ("home", "data/contract"),
     "mlflow_dir": ("home", "mlflow"),
@@ -173,8 +211,19 @@ class Settings(BaseSettings):
     incoming_dir: Path | None = Field(
         default=None, description="New data sets dropped here are retrained on."
     )
+    versions_dir: Path | None = Field(
+        default=None, description="Data versions: manifests and accepted batches' arrays."
+    )
+    quarantine_dir: Path | None = Field(
+        default=None, description="Rejected incoming batches, each with its report."
+    )
     reports_dir: Path | None = Field(
         default=None, description="Validation reports (JSON and Great Expectations Data Docs)."
+    )
+    traffic_dir: Path | None = Field(
+        default=None,
+        description="The service's traffic log (sampled answered images) and the monitor's "
+        "latest drift scores (drift.json), which the service shows in /metrics.",
     )
     contract_dir: Path | None = Field(
         default=None, description="The committed data contract (reference profile)."
@@ -190,6 +239,7 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

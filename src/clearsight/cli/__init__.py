@@ -15,10 +15,12 @@ from clearsight.cli import (  # noqa: F401  (registering the commands is the imp
     config_command,
     data_commands,
     model_commands,
+    monitor_command,
     serving_commands,
 )
 from clearsight.cli.app import app
 from clearsight.cli.output import err_console
+from clearsight.errors import Terminated
 from clearsight.offline import quiet_output
 
 __all__ = ["app", "main"]
@@ -43,6 +45,9 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         err_console.print("interrupted")
         code = 130
+    except Terminated as err:  # SIGTERM: the run was cleaned up on the way out
+        err_console.print("error: terminated (SIGTERM); nothing half-done was kept")
+        code = err.code
     except Exception as err:
         if not is_usage_error(err):
             raise

@@ -27,6 +27,7 @@ from clearsight.data.gate import GatedData
 from clearsight.digits import INPUT_SHAPE, N_CLASSES, to_model_input
 from clearsight.model.evaluation import evaluate
 from clearsight.model.fitting import TrainResult, train
+from clearsight.monitoring.reference import write_reference
 from clearsight.packages import MODEL_RUNTIME, for_backend, pinned
 from clearsight.reporting.model_card import render_model_card
 from clearsight.reporting.run_artifacts import (
@@ -34,6 +35,7 @@ from clearsight.reporting.run_artifacts import (
     write_evaluation_artifacts,
     write_explanation_artifacts,
 )
+from clearsight.tracking.lifecycle import owner_tags, reap_orphaned_runs, terminate_gracefully
 from clearsight.tracking.store import (
     configure,
     enable_fast_system_metrics,
@@ -101,6 +103,23 @@ def log_split_inputs(splits: Splits) -> None:
         mlflow.log_input(dataset, context=contexts[name], tags=tags)
 
 
+def log_data_version(gated: GatedData) -> None:
+    """The exact data version trained on: an input with its sha256 and a ``data_version`` tag
+    (what ``retrain --only-if-new-data`` compares with the newest version)."""
+    version, data = gated.data_version, gated.source
+    if version is None:
+        return
+    dataset = mlflow.data.from_numpy(
+        features=data.pixels().reshape(len(data), -1),
+        targets=data.labels,
+        name=version.id,
+        digest=version.digest[:16],
+    )
+    tags = {"sha256": version.digest, "data_version": version.id, "parent": version.parent or ""}
+    mlflow.log_input(dataset, context="data-version", tags=tags)
+    mlflow.set_tag("data_version", version.id)
+
+
 class EpochMetricsLogger(keras.callbacks.Callback):
     """Per-epoch loss and accuracy (train and validation) as MLflow metric steps."""
 
@@ -157,14 +176,18 @@ def discarded_on_failure(registered_name: str | None) -> Iterator[_Guard]:
     guard = _Guard()
     try:
         yield guard
-    except BaseException:
+    except BaseException as err:
         if guard.run_id is not None:
-            discard_run(guard.run_id, registered_name)
+            # A signal (SIGTERM, Ctrl-C, Prefect's termination) killed it; anything else failed.
+            status = "FAILED" if isinstance(err, Exception) else "KILLED"
+            discard_run(guard.run_id, registered_name, status)
         raise
 
 
-def discard_run(run_id: str, registered_name: str | None) -> None:
-    """No version of this run stays registered, and the run ends FAILED if still RUNNING."""
+def discard_run(run_id: str, registered_name: str | None, status: str = "FAILED") -> None:
+    """No version of this run stays registered, and the run ends with ``status`` (FAILED or
+    KILLED) if still RUNNING; KILLED also replaces the FAILED that MLflow's ``with`` block
+    sets on its way out, so a signal is told apart from an error in the run list."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
@@ -174,8 +197,9 @@ def discard_run(run_id: str, registered_name: str | None) -> None:
                 if mv.name == registered_name:
                     client.delete_model_version(mv.name, mv.version)
     with contextlib.suppress(Exception):
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, "FAILED")
+        current = client.get_run(run_id).info.status
+        if current == "RUNNING" or (status == "KILLED" and current == "FAILED"):
+            client.set_terminated(run_id, status)
 
 
 Stage = Callable[[str], AbstractContextManager[object]]
@@ -206,7 +230,8 @@ def run_description(gated: GatedData, metrics: dict[str, float], epochs: int) ->
     """Until a retrain summary replaces it: what was trained on what, and how well."""
     splits = gated.splits
     return (
-        f"Trained {epochs} epochs on {len(splits.train)} images of {gated.source.origin}; "
+        f"Trained {epochs} epochs on {len(splits.train)} images of {gated.source.origin}"
+        f"{f' (data version {gated.data_version.id})' if gated.data_version else ''}; "
         f"holdout accuracy {metrics['holdout_accuracy']:.4f} on {len(splits.holdout)} frozen "
         f"holdout images (macro F1 {metrics['holdout_macro_f1']:.4f}). See model_card.md."
     )
@@ -234,18 +259,22 @@ def run_training(
     if settings.tracking.log_system_metrics:
         enable_fast_system_metrics()
     splits = gated.splits
+    reap_orphaned_runs(experiment_id, registered_name)  # runs of killed processes end KILLED
     with (
+        terminate_gracefully(),  # SIGTERM: an exception the cleanup below sees
         discarded_on_failure(registered_name) as guard,
         mlflow.start_run(
             experiment_id=experiment_id,
             run_name=run_name(settings, gated),
             log_system_metrics=settings.tracking.log_system_metrics,
+            tags=owner_tags(),
         ) as run,
         tempfile.TemporaryDirectory() as tmp,
     ):
         guard.run_id = run.info.run_id
         folder = Path(tmp)
         log_split_inputs(splits)
+        log_data_version(gated)
         (folder / "data").mkdir()
         report = gated.report.to_dict()
         (folder / "data" / "validation.json").write_text(json.dumps(report, indent=2))
@@ -279,6 +308,7 @@ def run_training(
             )
             panel = holdout_panel(splits.holdout, settings.explain.panel_size)
             write_acceptance_panel(result.model, panel, folder)
+            write_reference(result.model, splits.train.pixels(), splits.validation.pixels(), folder)
         explanation_metrics: dict[str, float] = {}
         if settings.tracking.log_explanations:
             with stage("explaining the holdout panel (SHAP, activations, quality)"):
