@@ -9,8 +9,6 @@ unique name (UTC time + a random suffix) means concurrent requests never overwri
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ import numpy as np
 
 from clearsight.digits import IMAGE_SIZE, N_CLASSES
 from clearsight.errors import DataSourceError
+from clearsight.files import atomic_write
 
 PREFIX = "feedback"
 
@@ -60,17 +59,6 @@ def write_feedback_batch(
     ids = [r or "" for r in (request_ids or [None] * len(images))]
     if len(ids) != len(images):
         raise DataSourceError(f"{len(ids)} request ids for {len(images)} images")
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / batch_name()
-    with tempfile.NamedTemporaryFile(
-        "wb", dir=folder, prefix=f".{PREFIX}-", suffix=".npz", delete=False
-    ) as tmp:
-        try:
-            np.savez(tmp, x_train=images, y_train=targets, request_id=np.asarray(ids, dtype=str))
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    os.replace(tmp.name, target)
+    arrays = {"x_train": images, "y_train": targets, "request_id": np.asarray(ids, dtype=str)}
+    target = atomic_write(folder / batch_name(), lambda h: np.savez(h, **arrays), ".npz")
     return FeedbackBatch(target, len(images))

@@ -20,19 +20,17 @@ entry from the ledger.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from clearsight.choices import SourceName
+from clearsight.files import atomic_write, exclusive_lock
 
 LEDGER = ".ledger.json"
 LOCK = ".ledger.lock"
@@ -82,25 +80,14 @@ def read_ledger(folder: Path) -> dict[str, dict[str, Any]]:
     return json.loads(ledger.read_text()) if ledger.is_file() else {}
 
 
-@contextmanager
-def ledger_lock(folder: Path) -> Iterator[None]:
+def ledger_lock(folder: Path) -> AbstractContextManager[None]:
     """Exclusive across processes (and threads: each call opens its own file description)."""
-    with open(folder / LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive_lock(folder / LOCK)
 
 
 def _write_ledger(folder: Path, ledger: dict[str, dict[str, Any]]) -> None:
     """Atomic: readers see the old ledger or the new one, never half of one."""
-    # A dot name: never mistaken for a batch, even if a crash leaves it behind.
-    with tempfile.NamedTemporaryFile(
-        "w", dir=folder, prefix=".ledger-", suffix=".json", delete=False
-    ) as tmp:
-        json.dump(ledger, tmp, indent=2)
-    os.replace(tmp.name, folder / LEDGER)
+    atomic_write(folder / LEDGER, lambda h: h.write(json.dumps(ledger, indent=2).encode()))
 
 
 def _now() -> datetime:

@@ -18,7 +18,6 @@ merged content a check saw is the content the new version holds.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 from collections.abc import Iterator
@@ -47,6 +46,7 @@ from clearsight.data.sources import load, load_folder, load_idx, load_npz
 from clearsight.data.splits import HoldoutStore
 from clearsight.data.versions import BatchRef, VersionStore, merge, newest
 from clearsight.errors import DataSourceError
+from clearsight.files import exclusive_lock
 
 INGEST_LOCK = ".ingest.lock"
 ACCEPTED = "accepted"
@@ -188,13 +188,8 @@ def ingest_lock(settings: Settings) -> Iterator[None]:
     """One ingest at a time across processes: a check and the version it makes see the same
     newest version."""
     assert settings.versions_dir is not None
-    settings.versions_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.versions_dir / INGEST_LOCK, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(settings.versions_dir / INGEST_LOCK):
+        yield
 
 
 def quarantine(settings: Settings, batch: Batch, check: BatchCheck) -> tuple[Path, Path]:

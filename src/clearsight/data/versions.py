@@ -22,12 +22,8 @@ pointer update.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +34,7 @@ import numpy as np
 from clearsight.config import DataSettings, Settings
 from clearsight.data.dataset import Dataset, concat
 from clearsight.errors import DataSourceError
+from clearsight.files import atomic_write, exclusive_lock
 
 PREFIX = "dv"
 LATEST = "latest.json"
@@ -117,24 +114,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _atomic_write(path: Path, write: Any, suffix: str) -> None:
-    """``write(handle)`` into a dot-named temporary file beside ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "wb", dir=path.parent, prefix=f".{path.stem}-", suffix=suffix, delete=False
-    ) as tmp:
-        try:
-            write(tmp)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    os.replace(tmp.name, path)
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _atomic_write(path, lambda h: h.write((json.dumps(data, indent=2) + "\n").encode()), ".json")
+    atomic_write(path, lambda h: h.write((json.dumps(data, indent=2) + "\n").encode()), ".json")
 
 
 class VersionStore:
@@ -217,15 +198,8 @@ class VersionStore:
         return None
 
     # -- writing ----------------------------------------------------------------------------
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / LOCK, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def lock(self) -> AbstractContextManager[None]:
+        return exclusive_lock(self.folder / LOCK)
 
     def _next_id(self) -> str:
         """One past every id on disk, orphans included, so an id is never reused."""
@@ -241,7 +215,7 @@ class VersionStore:
     def _write_batch(self, version_id: str, batch: Dataset) -> None:
         path = self.batches / f"{version_id}.npz"
         pixels, labels = batch.pixels(), batch.labels.astype(np.int64)
-        _atomic_write(path, lambda h: np.savez_compressed(h, images=pixels, labels=labels), ".npz")
+        atomic_write(path, lambda h: np.savez_compressed(h, images=pixels, labels=labels), ".npz")
 
     def _write_manifest(self, version: DataVersion) -> None:
         _write_json(self.manifests / f"{version.id}.json", version.to_dict())

@@ -18,13 +18,13 @@ slot serialises them, or from one place).
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from clearsight.config import Settings
+from clearsight.files import exclusive_lock
 from clearsight.tracking.store import tracking_uri
 
 LOCK_FILE = "registry.lock"
@@ -52,10 +52,5 @@ def registry_lock(settings: Settings) -> Iterator[None]:
     if path is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with exclusive_lock(path):
+        yield
