@@ -2,7 +2,9 @@
 # Both bootstrap uv (from PyPI) when it is missing and sync the locked environment first.
 SHELL := /bin/bash
 PYTHON ?= python3
-UV := $(PYTHON) -m uv
+# A uv on PATH (or the one `uv run` names in $UV), else uv as a module of $(PYTHON): inside an
+# activated or `uv run` environment, python3 is the project's venv, which has neither uv nor pip.
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --no-sync
 
 # Nothing phones home (the library sets these too; child processes inherit them from here).
