@@ -25,7 +25,8 @@ echo "== the service answers with v$before (champion v$(champion))"
 
 echo "== retrain inside the stack (deployment retrain/nightly, run by the worker)"
 "${compose[@]}" exec -T worker prefect deployment run retrain/nightly \
-    --param epochs="${DEMO_EPOCHS:-15}" --watch --watch-timeout 1200
+    --param epochs="${DEMO_EPOCHS:-15}" --param only_if_new_data=false \
+    --watch --watch-timeout 1200
 "${compose[@]}" exec -T worker clearsight models
 after=$(champion)
 
