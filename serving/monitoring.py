@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from clearsight.config import Settings
 from clearsight.inference.provenance import Provenance
 from clearsight.inference.schemas import PredictResponse
 from clearsight.monitoring.bounds import Bounds
-from clearsight.monitoring.reference import ARTIFACT, Reference
+from clearsight.monitoring.reference import ARTIFACT
 from clearsight.monitoring.requests import RequestMonitor, default_bounds
 from clearsight.monitoring.traffic import TrafficLog
 
@@ -88,11 +87,10 @@ class ServiceMonitoring:
         if not provenance.run_id:
             return None
         try:
-            from clearsight.tracking.registry import load_run_file
+            from clearsight.tracking.monitoring import logged_reference
 
-            with tempfile.TemporaryDirectory(prefix="clearsight-reference-") as tmp:
-                path = load_run_file(self.settings, provenance.run_id, ARTIFACT, Path(tmp))
-                return Reference.load(path).bounds if path else None
+            reference = logged_reference(self.settings, provenance.run_id)
+            return reference.bounds if reference is not None else None
         except Exception:  # MLflow unreachable, an old run: fall back, never fail a load
             logger.warning("cannot read v%s's %s", provenance.version, ARTIFACT, exc_info=True)
             return None

@@ -46,12 +46,18 @@ def champion_reference(settings: Settings, ref: str = "champion") -> VersionRefe
     info = describe_version(settings, ref)
     with tempfile.TemporaryDirectory(prefix="clearsight-monitor-") as tmp:
         model, version = load_model_ref(settings, info.version, Path(tmp) / "model")
-        logged = load_run_file(settings, info.run_id, ARTIFACT, Path(tmp)) if info.run_id else None
-        if logged is not None:
-            reference = Reference.load(logged)
-        else:
-            reference = holdout_reference(settings, model, version)
+    reference = logged_reference(settings, info.run_id) if info.run_id else None
+    if reference is None:
+        reference = holdout_reference(settings, model, version)
     return VersionReference(version, info.run_id, info.run_tags, reference, model)
+
+
+def logged_reference(settings: Settings, run_id: str) -> Reference | None:
+    """The training reference a run logged (``monitoring/reference.npz``); None for runs from
+    before references were logged. Read by the monitor and by the service's bounds."""
+    with tempfile.TemporaryDirectory(prefix="clearsight-reference-") as tmp:
+        logged = load_run_file(settings, run_id, ARTIFACT, Path(tmp))
+        return Reference.load(logged) if logged is not None else None
 
 
 def holdout_reference(settings: Settings, model: object, version: str) -> Reference:
