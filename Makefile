@@ -18,7 +18,7 @@ COMPOSE := docker compose -f docker/compose.yaml
 # The Keras backend's extra (tensorflow, jax, torch; gpu or jax-gpu for CUDA): TensorFlow by default.
 BACKEND_EXTRA ?= tensorflow
 
-.PHONY: setup run test test-faults lint browser strace schedule ui serving-requirements stack-up stack-demo stack-down stack-lint
+.PHONY: setup run test test-faults lint browser strace schedule ui serving-requirements stack-up stack-demo stack-faults stack-down stack-lint
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -69,6 +69,9 @@ stack-up: docker/.env  ## build the images and start the stack; returns when eve
 
 stack-demo: docker/.env  ## one retrain inside the stack, then a prediction with explanation
 	bash docker/demo.sh
+
+stack-faults: docker/.env  ## Postgres restarts mid-retrain: predictions keep coming, the flow ends clearly
+	bash docker/faults.sh
 
 stack-down:  ## stop the stack and remove its volumes
 	$(COMPOSE) down --volumes --remove-orphans

@@ -114,6 +114,10 @@ def validate_data(settings: Settings) -> GatedData:
     cache_policy=NO_CACHE,
     timeout_seconds=3 * 3600,
     retries=1,
+    # Not at once: an outage outlasting MLflow's own HTTP retries (~7 s; a database restart, a
+    # server redeploy) would fail the retry too. 30 s let a stopped Postgres come back (measured
+    # by docker/faults.sh: a 30 s outage failed both attempts when they ran back to back).
+    retry_delay_seconds=30,
     retry_condition_fn=retry_on_io_fault,
 )
 def train_model(settings: Settings, gated: GatedData) -> TrainingRun:

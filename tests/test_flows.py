@@ -337,7 +337,7 @@ def test_retried_training_leaves_one_complete_run_and_one_version(
         return version
 
     monkeypatch.setattr(mlflow, "register_model", reply_lost)
-    run = train_model(settings, gated)
+    run = train_model.with_options(retry_delay_seconds=0)(settings, gated)
     assert len(attempts) == 2
     assert set(_versions(client)) - before == {run.version}
     assert client.get_model_version(MODEL, run.version).run_id == run.run_id
