@@ -7,6 +7,8 @@ training configuration (data, MLflow, promotion), and a container sets only thes
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -32,6 +34,24 @@ class ServingSettings(BaseSettings):
         default=20_000,
         ge=100,
         description="A queued forward pass older than this is refused (503) rather than run.",
+    )
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Requests admitted at once; the next one gets 503 with Retry-After "
+        "(load shedding). 256 is four full forward batches, under a second of work on 2 "
+        "cores; 64 starved the admitted requests behind a flood of refusals (measured).",
+    )
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        default="asyncio",
+        description="The server's event loop. asyncio's accepts every waiting connection at "
+        "once, so overload is shed with 503; uvloop accepts one per loop iteration and lets "
+        "connections queue unseen in the kernel (see serving/event_loop.py).",
+    )
+    trace_requests: bool = Field(
+        default=False,
+        description="Create BentoML's OpenTelemetry span for every request (for a configured "
+        "tracing exporter). Off: spans nobody samples cost ~10 % of the event loop.",
     )
     mlflow_ui_url: str | None = Field(
         default=None,
