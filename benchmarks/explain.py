@@ -10,7 +10,9 @@ same model file and images: alibi's ``IntegratedGradients`` (alibi 0.9.6, in its
 environment, ``benchmarks/peers/alibi_ig.py``) and Captum's where PyTorch is installed (it is
 skipped, with the reason printed, where it is not). Each reports latency, images/s at batch 64
 and its completeness gap (``clearsight.explain.quality``'s definition, on the predicted logit),
-so speed is compared at equal quality.
+so speed is compared at equal quality: clearsight's IG is timed at alibi's step count (32) and
+again at the fewest steps (searched in this run) whose median gap is no larger than alibi's;
+the target (5x) applies to the latter.
 
     uv run --no-sync python benchmarks/explain.py [--json benchmarks/results/explain.json]
 """
@@ -29,6 +31,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -118,6 +121,7 @@ def versions() -> dict[str, str]:
 
 
 ALIBI = "alibi IntegratedGradients (32 steps, trapezoid)"
+STEP_CANDIDATES = (2, 3, 4, 6, 8, 12, 16, 24, 32)
 CAPTUM = "captum IntegratedGradients"
 
 
@@ -166,6 +170,22 @@ def ig_peers(model: keras.Model, images: np.ndarray, batch: np.ndarray, args) ->
         found[CAPTUM] = {"skipped": "torch is installed but the Captum runner is not written yet"}
     print(f"{CAPTUM}: {found[CAPTUM]}", file=sys.stderr)
     return found
+
+
+def ratios_vs(peer: dict, ours: dict) -> tuple[float, float]:
+    """(single-image p50 speed-up, batch images/s speed-up) of ``ours`` over ``peer``."""
+    return peer["p50_ms"] / ours["p50_ms"], ours["images_per_s"] / peer["images_per_s"]
+
+
+def fewest_steps_within(model: keras.Model, batch: np.ndarray, gap: float) -> tuple[int, float]:
+    """The fewest integration steps whose median completeness gap on ``batch`` is at most
+    ``gap`` (the peer's), and that median: speed compared at equal quality, as the issue asks,
+    rather than at an equal step count that buys clearsight's trapezoid a 10x smaller gap."""
+    for steps in STEP_CANDIDATES:
+        median = float(np.median(integrated_gradients(model, batch, steps=steps).completeness_gap))
+        if median <= gap:
+            return steps, median
+    return STEP_CANDIDATES[-1], median
 
 
 def main() -> None:
@@ -240,14 +260,25 @@ def main() -> None:
     }
     alibi = peers.get(ALIBI, {})
     if "p50_ms" in alibi:
-        latency_ratio = alibi["p50_ms"] / ig["p50_ms"]
-        batch_ratio = ig["images_per_s"] / alibi["images_per_s"]
-        equal_quality = ig["completeness_gap_median"] <= alibi["completeness_gap_median"]
+        same_steps = ratios_vs(alibi, ig)
         checks[
-            f"IG >= 5x alibi at an equal or smaller completeness gap (p50 {latency_ratio:.1f}x, "
-            f"batch {args.batch} {batch_ratio:.1f}x, gap {ig['completeness_gap_median']:.4f} "
-            f"vs {alibi['completeness_gap_median']:.4f})"
-        ] = min(latency_ratio, batch_ratio) >= TARGET_VS_ALIBI and equal_quality
+            f"IG (32 steps, as alibi) vs alibi: p50 {same_steps[0]:.1f}x, batch {args.batch} "
+            f"{same_steps[1]:.1f}x, gap {ig['completeness_gap_median']:.4f} vs "
+            f"{alibi['completeness_gap_median']:.4f} (>= 5x)"
+        ] = min(same_steps) >= TARGET_VS_ALIBI
+        steps, gap = fewest_steps_within(model, batch, alibi["completeness_gap_median"])
+        name = f"integrated_gradients ({steps} steps: alibi's gap or smaller)"
+        fn = partial(integrated_gradients, model, steps=steps)
+        rows[name] = latency(fn, images, args.repeats) | {
+            "images_per_s": throughput(fn, batch, args.batch_repeats),
+            "completeness_gap_median": gap,
+        }
+        matched = ratios_vs(alibi, rows[name])
+        checks[
+            f"IG >= 5x alibi at an equal or smaller completeness gap ({steps} steps: p50 "
+            f"{matched[0]:.1f}x, batch {args.batch} {matched[1]:.1f}x, gap {gap:.4f} vs "
+            f"{alibi['completeness_gap_median']:.4f})"
+        ] = min(matched) >= TARGET_VS_ALIBI and gap <= alibi["completeness_gap_median"]
     command = shlex.join(["python", *sys.argv])
     if os.environ.get("UV_RUN_RECURSION_DEPTH"):
         command = "uv run --no-sync " + command
