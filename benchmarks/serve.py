@@ -16,10 +16,13 @@ Every peer runs in its own uv environment (``benchmarks/peer_envs.py``, ``benchm
 created on first use, with the project's TensorFlow and Keras versions. Each server gets one
 worker (one core is all it has). Servers are pinned to one core and the load generator to the
 other (``os.sched_setaffinity``); with a single core they share it, and the output says so.
+Servers run one at a time (started, checked, measured, stopped), so an idle peer never shares
+the core with the server being measured.
 
 Per server and workload: closed loop at concurrency 1, 8 and 32 for ``--seconds`` each (after
 a warm-up), then open loop (Poisson arrivals, latency counted from the scheduled send time so a
-slow server cannot slow its own clock) at 50 % and 80 % of the best closed-loop requests/s.
+slow server cannot slow its own clock; the first ``--warm-up`` seconds of arrivals are not
+counted) at 50 % and 80 % of the best closed-loop requests/s.
 
     uv run --no-sync python benchmarks/serve.py [--seconds 10] [--only clearsight,kserve]
         [--json benchmarks/results/serve.json]
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.metadata
 import json
 import os
@@ -40,7 +44,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,6 +59,7 @@ for extra in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(extra))
 
 import peer_envs  # noqa: E402
+import profiling  # noqa: E402
 
 CLOSED_LOOP = (1, 8, 32)
 OPEN_LOOP = (0.5, 0.8)  # fractions of each server's best closed-loop requests/s
@@ -461,14 +467,19 @@ async def closed_loop(
 
 
 async def open_loop(
-    url: str, bodies: list[bytes], rate: float, seconds: float, seed: int = 0
+    url: str, bodies: list[bytes], rate: float, seconds: float, warm_up_s: float, seed: int = 0
 ) -> tuple[list[float], int, int, float]:
-    """Poisson arrivals at ``rate``/s; latency from each request's scheduled send time."""
+    """Poisson arrivals at ``rate``/s; latency from each request's scheduled send time.
+
+    Arrivals run for ``warm_up_s`` first and only later ones are counted, as in the closed
+    loop: the client's connection pool starts empty, and the burst of connections it opens in
+    the first second is a cold start of the client, not the server's steady state."""
     import aiohttp
 
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=int(rate * seconds) + 1)
+    total = warm_up_s + seconds
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=int(rate * total * 1.2) + 10)
     schedule = np.cumsum(gaps)
-    schedule = schedule[schedule < seconds]
+    schedule = schedule[schedule < total]
     connector = aiohttp.TCPConnector(limit=512)
     timeout = aiohttp.ClientTimeout(total=120)
     latencies: list[float] = []
@@ -482,12 +493,13 @@ async def open_loop(
             if delay > 0:
                 await asyncio.sleep(delay)
             ok = await _post(session, url, bodies[i % len(bodies)])
-            latencies.append(time.perf_counter() - (began + at))
-            errors += not ok
+            if at >= warm_up_s:
+                latencies.append(time.perf_counter() - (began + at))
+                errors += not ok
 
         await asyncio.gather(*(one(i, at) for i, at in enumerate(schedule)))
-        wall = time.perf_counter() - began
-    return latencies, errors, len(schedule), wall
+        wall = time.perf_counter() - began - warm_up_s
+    return latencies, errors, int((schedule >= warm_up_s).sum()), wall
 
 
 def row(server: str, workload: str, mode: str, load: str, result) -> Row:
@@ -508,22 +520,45 @@ def row(server: str, workload: str, mode: str, load: str, result) -> Row:
     )
 
 
-def measure(server: Server, workload: str, digits: np.ndarray, args) -> list[Row]:
+def measure(
+    server: Server, workload: str, digits: np.ndarray, args, pid: int, profiles: dict
+) -> list[Row]:
     path, body = server.endpoints[workload]
     url = f"http://127.0.0.1:{server.port}{path}"
     bodies = [json.dumps(body(d)).encode() for d in digits]
     rows = []
     for c in CLOSED_LOOP:
-        result = asyncio.run(closed_loop(url, bodies, c, args.seconds, args.warm_up))
+        with profiled(args, pid, f"{server.name} {workload} c={c}", c == 32, profiles):
+            result = asyncio.run(closed_loop(url, bodies, c, args.seconds, args.warm_up))
         rows.append(row(server.name, workload, "closed", f"c={c}", result))
         print(_line(rows[-1]), flush=True)
     capacity = max(r.rps for r in rows)
     for fraction in OPEN_LOOP:
         rate = fraction * capacity
-        result = asyncio.run(open_loop(url, bodies, rate, args.seconds))
+        name = f"{server.name} {workload} open {fraction:.0%}"
+        with profiled(args, pid, name, fraction == 0.5 and workload == PREDICT, profiles):
+            result = asyncio.run(open_loop(url, bodies, rate, args.seconds, args.warm_up))
         rows.append(row(server.name, workload, "open", f"{fraction:.0%} = {rate:.0f}/s", result))
         print(_line(rows[-1]), flush=True)
     return rows
+
+
+@contextmanager
+def profiled(args, pid: int, name: str, wanted: bool, profiles: dict) -> Iterator[None]:
+    """With ``--profile DIR``: py-spy samples the server (and its workers) during this level."""
+    if not (args.profile and wanted):
+        yield
+        return
+    args.profile.mkdir(parents=True, exist_ok=True)
+    raw = args.profile / (name.replace(" ", "_").replace("%", "pct").replace("+", "") + ".txt")
+    spy = profiling.record(pid, args.seconds + args.warm_up, raw)
+    try:
+        yield
+    finally:
+        spy.wait(timeout=120)
+    if raw.exists():
+        profiles[name] = profiling.summarise(raw) | {"raw": str(raw)}
+        print(profiling.render(name, profiles[name]), flush=True)
 
 
 # ---------------------------------------------------------------- report
@@ -605,6 +640,11 @@ def main() -> None:
         help="Comma-separated servers to run.",
     )
     parser.add_argument("--json", type=Path, help="Also write the table and checks as JSON.")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy each server at c=32 (and clearsight's predict at 50 %%) into this folder",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     command = "uv run --no-sync python benchmarks/serve.py " + shlex.join(sys.argv[1:])
@@ -626,27 +666,32 @@ def main() -> None:
             "bentoml": lambda: bentoml_server(paths),
         }
         servers = [factories[n]() for n in names]
-        processes: dict[str, subprocess.Popen] = {}
         logs = {s.name: tmp / f"{s.name}.log" for s in servers}
         rows: list[Row] = []
-        try:
-            for server in servers:
-                processes[server.name] = start(server, logs[server.name], server_cores)
-            for server in servers:
-                wait_ready(server, processes[server.name], logs[server.name])
+        profiles: dict[str, dict] = {}
+        print(
+            f"servers on cores {sorted(server_cores)}, load generator on cores "
+            f"{sorted(load_cores)}",
+            flush=True,
+        )
+        # The load generator trained the champion in this process: TensorFlow's ~500,000
+        # long-lived objects would make each full garbage collection a pause of the client,
+        # counted as the server's latency in the open loop. Freeze them first.
+        gc.collect()
+        gc.freeze()
+        # One server at a time: an idle peer still wakes up (metrics, health loops, its own
+        # event loop) on the servers' core, and would tax whoever is being measured.
+        for server in servers:
+            process = start(server, logs[server.name], server_cores)
+            try:
+                wait_ready(server, process, logs[server.name])
                 check_answers(server, digits, reference)
-                print(f"ready and correct: {server.name} ({server.version})", flush=True)
-            os.sched_setaffinity(0, load_cores)
-            print(
-                f"servers on cores {sorted(server_cores)}, load generator on cores "
-                f"{sorted(load_cores)}\n\n{HEADER}",
-                flush=True,
-            )
-            for server in servers:
+                print(f"ready and correct: {server.name} ({server.version})\n{HEADER}", flush=True)
+                os.sched_setaffinity(0, load_cores)
                 for workload in server.endpoints:
-                    rows += measure(server, workload, digits, args)
-        finally:
-            for process in processes.values():
+                    rows += measure(server, workload, digits, args, process.pid, profiles)
+            finally:
+                os.sched_setaffinity(0, server_cores | load_cores)
                 stop(process)
     with open("/proc/loadavg") as handle:
         load_after = handle.read().split()[:3]
@@ -680,7 +725,10 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         temporary = args.json.with_suffix(".tmp")
         temporary.write_text(
-            json.dumps(env | {"rows": [asdict(r) for r in rows], "checks": checks}, indent=2)
+            json.dumps(
+                env | {"rows": [asdict(r) for r in rows], "checks": checks, "profiles": profiles},
+                indent=2,
+            )
         )
         os.replace(temporary, args.json)
 
