@@ -66,7 +66,7 @@ def record(pid: int, seconds: float, out: Path) -> subprocess.Popen:
             str(out),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=out.with_suffix(".log").open("w"),  # e.g. ptrace refused: says why no profile
     )
 
 

@@ -555,10 +555,15 @@ def profiled(args, pid: int, name: str, wanted: bool, profiles: dict) -> Iterato
     try:
         yield
     finally:
-        spy.wait(timeout=120)
+        try:
+            spy.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            spy.kill()
     if raw.exists():
         profiles[name] = profiling.summarise(raw) | {"raw": str(raw)}
         print(profiling.render(name, profiles[name]), flush=True)
+    else:
+        print(f"no profile of {name}: see {raw.with_suffix('.log')}", flush=True)
 
 
 # ---------------------------------------------------------------- report
@@ -643,7 +648,7 @@ def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy each server at c=32 (and clearsight's predict at 50 %%) into this folder",
+        help="py-spy each server at c=32 and at 50 %% of its capacity (predict) into this folder",
     )
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",") if n.strip()]

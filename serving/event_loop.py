@@ -12,6 +12,11 @@ BentoML builds uvicorn's configuration itself (loop "auto": uvloop when importab
 choice is made by what ``import uvloop`` finds in the worker process, before the server starts.
 ``CLEARSIGHT_SERVING__EVENT_LOOP=uvloop`` keeps uvloop (a little faster per request, no load
 shedding under connection floods).
+
+Side effects, both latent today: ``import uvloop`` fails in the whole process, so BentoML's
+``make_safe_connect`` (used only by APIs with file fields fetched from a URL; clearsight has
+none) would fail; and processes that import the service module to build a bento (CLI, flows)
+run without uvloop too, which they never used.
 """
 
 from __future__ import annotations

@@ -38,3 +38,7 @@ LIVE_VERSION = bentoml.metrics.Gauge(
     name="clearsight_model_version",
     documentation="Registry version of the model answering requests now.",
 )
+SHED = bentoml.metrics.Counter(
+    name="clearsight_shed_requests_total",
+    documentation="Requests refused with 503 because too many were in flight (load shedding).",
+)

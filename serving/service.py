@@ -48,6 +48,7 @@ from serving.metrics import (
     IMAGES,
     LIVE_VERSION,
     REFUSALS,
+    SHED,
     SWAPS,
 )
 from serving.monitoring import ServiceMonitoring
@@ -86,11 +87,10 @@ TRAFFIC_TIMEOUT_S = 120
     name="clearsight",
     traffic={"timeout": TRAFFIC_TIMEOUT_S},
     workers=1,
-    # Per-request costs that buy nothing by default, measured under overload (py-spy): the
-    # access-log middleware (its logger prints nowhere here) and OpenTelemetry spans that are
-    # never sampled took ~15 % of the event loop; CLEARSIGHT_SERVING__TRACE_REQUESTS=true
-    # keeps the spans for a configured exporter.
-    logging={"access": {"enabled": False}},
+    # Per-request costs, measured under overload (py-spy): BentoML's access-log middleware and
+    # OpenTelemetry spans that nothing samples took ~15 % of the event loop together. Both are
+    # off unless asked for (CLEARSIGHT_SERVING__ACCESS_LOG, CLEARSIGHT_SERVING__TRACE_REQUESTS).
+    logging={"access": {"enabled": SETTINGS.access_log}},
     tracing={} if SETTINGS.trace_requests else {"excluded_urls": ["/"]},
     # Telemetry off in every worker and in a container built from the bento.
     envs=[{"name": name, "value": value} for name, value in QUIET_ENVIRONMENT.items()],
@@ -207,7 +207,9 @@ class Clearsight:
         MONITORING.observe(response)
 
 
-Clearsight.add_asgi_middleware(LoadShedder, max_in_flight=SETTINGS.max_in_flight)
+Clearsight.add_asgi_middleware(
+    LoadShedder, max_in_flight=SETTINGS.max_in_flight, on_shed=lambda: SHED.inc()
+)
 Clearsight.add_asgi_middleware(
     ServiceGuard,
     api_key=SETTINGS.api_key.get_secret_value() if SETTINGS.api_key else None,

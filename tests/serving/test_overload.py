@@ -198,6 +198,8 @@ def test_overload_sheds_with_503_and_recovers(
     shed_paths = {r.path for r in shed}
     assert len(shed_paths) == len(routes), f"only {shed_paths} shed"  # every route sheds
     assert all(json.loads(r.body)["code"] == "overloaded" for r in shed[:50])
+    counted = re.search(r"^clearsight_shed_requests_total (\S+)", client.get("/metrics").text, re.M)
+    assert counted and float(counted[1]) >= len(shed), "sheds missing from /metrics"
     assert failed <= 0.05 * len(outcomes), {repr(r)[:80] for r in outcomes if r not in responses}
     assert len(ok) >= capacity * OVERLOAD_S * 0.5, "shedding starved the requests it kept"
     assert rss_after < rss_before + 500, "memory grew with the queue"

@@ -27,26 +27,40 @@ def shedder_app(gate: asyncio.Event, limit: int) -> LoadShedder:
         Route("/predict", slow, methods=["POST"]),
         Route("/readyz", quick),
         Route("/metrics", quick),
+        Route("/v2/models/m/ready", quick),
+        Route("/docs.json", quick),
     ]
-    return LoadShedder(Starlette(routes=routes), max_in_flight=limit)
+    return LoadShedder(
+        Starlette(routes=routes), max_in_flight=limit, on_shed=lambda: SHEDS.append(1)
+    )
+
+
+SHEDS: list = []
 
 
 def test_requests_past_the_bound_get_503_with_retry_after() -> None:
+    SHEDS.clear()
+
     async def scenario() -> tuple[list[httpx.Response], list[httpx.Response], httpx.Response]:
         gate = asyncio.Event()
         app = shedder_app(gate, limit=3)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             held = [asyncio.create_task(http.post("/predict")) for _ in range(3)]
-            while app.in_flight < 3:  # the three are admitted and waiting on the gate
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(10):  # the three are admitted, waiting on the gate
+                while app.in_flight < 3:
+                    await asyncio.sleep(0.01)
             refused = [await http.post("/predict") for _ in range(2)]
-            probes = [await http.get("/readyz"), await http.get("/metrics")]
+            probes = [
+                await http.get(path) for path in ("/readyz", "/metrics", "/v2/models/m/ready")
+            ]
+            page = await http.get("/docs.json")  # pages and docs are shed like the rest
             gate.set()
             admitted = await asyncio.gather(*held)
             after = await http.post("/predict")  # places are free again
-        assert app.in_flight == 0 and app.shed == 2
+        assert app.in_flight == 0 and app.shed == 3 and len(SHEDS) == 3
         assert all(p.status_code == 200 for p in probes)
+        assert page.status_code == 503
         return admitted, refused, after
 
     admitted, refused, after = asyncio.run(scenario())
