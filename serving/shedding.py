@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clearsight.errors import RequestError
 from serving.guards import send_json
 
 # Probes and scrapes must reach an overloaded service: refusing them would get it restarted,
@@ -67,8 +68,7 @@ class LoadShedder:
             self.in_flight -= 1
 
 
-OVERLOADED = {
-    "error": "the service has too many requests in flight; retry shortly",
-    "code": "overloaded",
-    "detail": [],
-}
+# The same error body as every other refusal of the service (``RequestError``).
+OVERLOADED = RequestError(
+    503, "overloaded", "the service has too many requests in flight; retry shortly"
+).body()
