@@ -25,7 +25,7 @@ setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) sync --locked --quiet --extra $(BACKEND_EXTRA)
 
 run: setup  ## the whole pipeline on the embedded data (Prefect flow, ephemeral API)
-	$(RUN) python flows/retrain.py
+	$(RUN) clearsight retrain
 
 schedule: setup  ## serve prefect.yaml's deployments (nightly + data/incoming watcher) locally
 	$(RUN) python flows/schedule.py  # also creates the clearsight-registry concurrency limit
@@ -57,8 +57,9 @@ lint: setup
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 
-docker/.env:  ## first use: settings from the example, with a fresh random database password
-	$(PYTHON) -c "import pathlib, secrets; t = pathlib.Path('docker/.env.example').read_text(); pathlib.Path('docker/.env').write_text(t.replace('CHANGE_ME', secrets.token_hex(16)))"
+docker/.env:  ## first use: settings from the example, a random database password and tokens (never printed)
+	@$(PYTHON) -c "import os, pathlib, re, secrets; t = pathlib.Path('docker/.env.example').read_text().replace('CHANGE_ME', secrets.token_hex(16)); t = re.sub('GENERATE_ME', lambda _: secrets.token_urlsafe(32), t); fd = os.open('docker/.env', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.write(fd, t.encode()); os.close(fd)"
+	@echo "docker/.env written (mode 600): a database password and the feedback and admin tokens"
 
 stack-lint: docker/.env  ## hadolint the Dockerfiles, validate the compose file
 	$(RUN) hadolint docker/*.Dockerfile

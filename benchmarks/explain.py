@@ -127,8 +127,7 @@ CAPTUM = "captum IntegratedGradients"
 
 def ig_peers(model: keras.Model, images: np.ndarray, batch: np.ndarray, args) -> dict:
     """alibi (own uv environment) on the same model file and images; Captum where torch is."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import peer_envs
+    from benchmarks import peer_envs
 
     found: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="clearsight-explain-bench-") as tmp:

@@ -28,9 +28,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before Keras is imported, here 
 import keras
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import accuracy, row, seed_code
-
+from benchmarks.train import accuracy, row, seed_code
 from clearsight.config import DataSettings, TrainSettings
 from clearsight.data import load, make_splits
 from clearsight.digits import to_model_input

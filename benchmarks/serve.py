@@ -54,12 +54,7 @@ import numpy as np
 import clearsight  # telemetry off, inherited by the servers
 
 REPO = Path(__file__).resolve().parents[1]
-for extra in (REPO, REPO / "benchmarks"):
-    if str(extra) not in sys.path:  # run as a script: serving/ and peer_envs from the checkout
-        sys.path.insert(0, str(extra))
-
-import peer_envs  # noqa: E402
-import profiling  # noqa: E402
+from benchmarks import peer_envs, profiling  # noqa: E402
 
 CLOSED_LOOP = (1, 8, 32)
 OPEN_LOOP = (0.5, 0.8)  # fractions of each server's best closed-loop requests/s

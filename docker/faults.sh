@@ -169,7 +169,8 @@ echo "MLflow: champion v$champion"
     || { echo "the Prefect API does not answer from the worker" >&2; ok=0; }
 curl -fsS --max-time 10 "$api/health" >/dev/null && echo "Prefect: API healthy" \
     || { echo "the Prefect API is not healthy" >&2; ok=0; }
-check=$(curl -fsS --max-time 120 -X POST "${auth[@]}" "$url/admin/reload?wait=true" \
+# The admin scope (its token from docker/.env, passed on a file descriptor, never argv).
+check=$(curl -fsS --max-time 120 -X POST -H @<(printf 'Authorization: Bearer %s\n' "$CLEARSIGHT_ADMIN_TOKEN") "$url/admin/reload?wait=true" \
     | json_field "d['outcome'] + ' (' + d['detail'] + ')'") || check="no answer"
 echo "service: registry check $check"
 case "$check" in

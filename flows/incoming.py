@@ -17,13 +17,7 @@ when its process on this host is gone.
 
 from __future__ import annotations
 
-import sys
 from datetime import timedelta
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script or a deployment entrypoint
-    sys.path.insert(0, str(ROOT))
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact

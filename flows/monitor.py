@@ -22,12 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script or a deployment entrypoint
-    sys.path.insert(0, str(ROOT))
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact

@@ -24,14 +24,8 @@ keep leases on disk (``PREFECT_HOME/concurrency_leases``), where they expire aft
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script
-    sys.path.insert(0, str(ROOT))
 
 REGISTRY_LIMIT = "clearsight-registry"
 # How long to wait for another retrain's evaluate-and-promote and build (budgets 30 + 15 min);

@@ -9,20 +9,13 @@ timeouts, readable run names, Markdown artifacts, a typed return value. The regi
 (``flows/registry_lock.py``), so concurrent retrains move aliases one after the other.
 Locally it runs on Prefect's ephemeral API; ``PREFECT_API_URL`` points it at a server.
 
-    uv run python flows/retrain.py                      # one retrain on the embedded data
-    uv run python flows/retrain.py --source idx --path ~/mnist
+    uv run clearsight retrain                           # one retrain on the embedded data
+    uv run clearsight retrain --source idx --path ~/mnist
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-
-# The checkout's root: ``serving/`` (the bento builder) is a sibling adapter, imported from it.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -173,11 +166,10 @@ def notify_service(settings: Settings) -> str:
     A warning, never a failure: the service also polls its alias and swaps by itself.
     """
     from clearsight.errors import ServiceError
-    from clearsight.inference.client import request_reload
+    from clearsight.inference.client import notify_reload
 
-    assert settings.service_url is not None
     try:
-        return request_reload(settings.service_url, os.environ.get("CLEARSIGHT_API_KEY"))
+        return notify_reload(settings) or "no service configured"
     except ServiceError as err:
         get_run_logger().warning("service not told (it will notice by itself): %s", err)
         return f"not told: {err.one_line()}"
@@ -309,16 +301,3 @@ def run_once(
             )
     except TerminationSignal as err:
         raise Terminated() from err
-
-
-def main() -> None:
-    """``python flows/retrain.py [options]`` is ``clearsight retrain [options]``: the same
-    checked options (choices, existing paths) and one-line errors."""
-    from clearsight.cli import main as clearsight
-
-    sys.argv = ["clearsight", "retrain", *sys.argv[1:]]
-    clearsight()
-
-
-if __name__ == "__main__":
-    main()

@@ -32,12 +32,9 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as a script
-    sys.path.insert(0, str(ROOT))
-
 from flows.registry_lock import persist_leases  # no Prefect import: settings not fixed yet
 
+ROOT = Path(__file__).resolve().parents[1]  # the checkout holding prefect.yaml
 PREFECT_YAML = ROOT / "prefect.yaml"
 
 # Keys of a prefect.yaml deployment that `serve` honours, each mapped in `deployment_from`.

@@ -17,6 +17,7 @@ BENTOML_HOME decides where the stores are (``~/bentoml`` by default, as BentoML'
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clearsight.choices import CHAMPION
-from clearsight.errors import ConfigurationError
 from clearsight.inference.provenance import Provenance
 
 if TYPE_CHECKING:
@@ -39,6 +39,14 @@ SERVICE_IMPORT = "serving.service:Clearsight"
 SERVICE_MODULE = "serving.service"
 BENTO_NAME = "clearsight"
 MODEL_ARGUMENT = "model"
+# What a bento holds: the service, the library beside it, the pinned serving packages.
+BUILD_CONFIG = {
+    "service": SERVICE_IMPORT,
+    "name": BENTO_NAME,
+    "include": ["serving/**/*.py", "serving/ui/*", "clearsight/**/*.py"],
+    "labels": {"project": "clearsight"},
+    "python": {"requirements_txt": "serving/requirements.txt", "lock_packages": False},
+}
 
 
 @dataclass(frozen=True)
@@ -121,43 +129,52 @@ def load_stored_model(stored: StoredModel) -> keras.Model:
     return keras.saving.load_model(stored.path_of(MODEL_FILE), compile=False)
 
 
-def source_root(settings: Settings) -> Path:
-    """The checkout holding ``serving/``: a bento is built from source, not from a wheel."""
-    root = settings.home
-    if not (root / "serving" / "service.py").is_file():
-        raise ConfigurationError(
-            f"{root} holds no serving/service.py: build from a source checkout"
-        )
-    return root
+def stage_build_context(folder: Path) -> Path:
+    """Copy the installed ``clearsight`` and ``serving`` packages side by side into ``folder``
+    with a bentofile: the bento then imports both exactly as an installed wheel does (no path
+    edits), whether they come from a checkout or from site-packages."""
+    import yaml
+
+    import clearsight
+    import serving
+
+    for package in (clearsight, serving):
+        source = Path(package.__file__).resolve().parent
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(source, folder / source.name, ignore=ignore, dirs_exist_ok=True)
+    bentofile = folder / "bentofile.yaml"
+    bentofile.write_text(yaml.safe_dump(BUILD_CONFIG, sort_keys=False))
+    return bentofile
 
 
 def build_service(settings: Settings, ref: str = CHAMPION) -> BuiltService:
     """Import the registry's model (``@champion`` by default) and build the bento serving it.
 
-    The build reads ``[tool.bentoml.build]`` of the checkout's pyproject.toml, exactly as
-    ``bentoml build`` does: the same files, and the packages of the ``serving`` dependency
-    group pinned from uv.lock (serving/requirements.txt, ``make serving-requirements``), so
-    the build needs no package index. The bento argument pins it to the imported model.
+    The bento holds the service and the library (``BUILD_CONFIG``) and the packages of the
+    ``serving`` dependency group pinned from uv.lock (serving/requirements.txt, ``make
+    serving-requirements``), so the build needs no package index. The bento argument pins it
+    to the imported model.
     """
     import bentoml
 
     imported = import_model(settings, ref)
-    root = source_root(settings)
     # The service module reads the model tag at import: import it afresh for this build.
     sys.modules.pop(SERVICE_MODULE, None)
     provenance = imported.provenance
-    with contextlib.chdir(root):  # BentoML resolves the build file's paths under the cwd
-        bento = bentoml.bentos.build_bentofile(
-            service=SERVICE_IMPORT,
-            name=BENTO_NAME,
-            build_ctx=str(root),
-            args={MODEL_ARGUMENT: imported.tag},
-            labels={
-                "registered_model": provenance.name,
-                "registry_version": provenance.version,
-                "run_id": provenance.run_id or "",
-            },
-        )
+    with tempfile.TemporaryDirectory(prefix="clearsight-bento-") as tmp:
+        bentofile = stage_build_context(Path(tmp))
+        with contextlib.chdir(tmp):  # BentoML resolves the build file's paths under the cwd
+            bento = bentoml.bentos.build_bentofile(
+                str(bentofile),
+                name=BENTO_NAME,
+                build_ctx=tmp,
+                args={MODEL_ARGUMENT: imported.tag},
+                labels={
+                    "registered_model": provenance.name,
+                    "registry_version": provenance.version,
+                    "run_id": provenance.run_id or "",
+                },
+            )
     return BuiltService(str(bento.tag), imported.tag, Path(bento.path), provenance)
 
 

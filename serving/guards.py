@@ -1,4 +1,4 @@
-"""ASGI middleware in front of every route: an optional API key and a request body limit.
+"""ASGI middleware in front of every route: scoped credentials and a request body limit.
 
 It wraps the whole service (BentoML's own routes such as ``/metrics`` included), so a
 forgotten route cannot bypass it. Health probes and the API docs stay open: orchestrators and
@@ -8,10 +8,15 @@ browsers cannot send a key, and neither reveals predictions.
 from __future__ import annotations
 
 import hmac
-import json
+from typing import Literal
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from clearsight.errors import RequestError
+from serving.errors import send_error
+
+Access = Literal["predict", "feedback", "admin"]
 
 OPEN_PATHS = frozenset(
     {
@@ -40,22 +45,6 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"request body larger than {limit} bytes")
 
 
-async def send_json(send: Send, status: int, body: dict, headers: list | None = None) -> None:
-    data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": data})
-
-
 def presented_key(scope: Scope) -> str | None:
     """The key from ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``."""
     headers = dict(scope.get("headers") or [])
@@ -65,35 +54,77 @@ def presented_key(scope: Scope) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-class ServiceGuard:
-    """Refuse requests without the API key (401) and bodies over ``max_body_bytes`` (413)."""
+def scope_of(path: str) -> Access | None:
+    """Which scope a path needs: None for the open probes, docs and page."""
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        return None
+    if path == "/feedback" or path.startswith("/feedback/"):
+        return "feedback"
+    if path.startswith("/admin/") or path == "/admin":
+        return "admin"
+    return "predict"
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int) -> None:
+
+def matches(presented: str, expected: str | None) -> bool:
+    """Constant-time comparison; an unset token matches nothing."""
+    if expected is None:
+        return False
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+class ServiceGuard:
+    """Each request's scope checked (401 without a credential, 403 with a wrong one), then its
+    body bounded (413 past ``max_body_bytes``).
+
+    Three scopes, each with its own secret: predict (``api_key``; open when unset), feedback
+    and admin (bearer tokens; never open: unset, they refuse every caller). A token of one
+    scope opens no other, so the predict key cannot reach /feedback or /admin/*.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        api_key: str | None,
+        max_body_bytes: int,
+        feedback_token: str | None = None,
+        admin_token: str | None = None,
+    ) -> None:
         self.app = app
-        self.api_key = api_key
+        self.secrets: dict[Access, str | None] = {
+            "predict": api_key,
+            "feedback": feedback_token,
+            "admin": admin_token,
+        }
         self.max_body_bytes = max_body_bytes
 
-    def _open(self, path: str) -> bool:
-        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+    def refusal(self, scope: Scope) -> RequestError | None:
+        """Why this request may not pass, or None."""
+        needed = scope_of(scope["path"])
+        if needed is None or (needed == "predict" and self.secrets["predict"] is None):
+            return None
+        presented = presented_key(scope)
+        if presented is None:
+            return RequestError(401, "unauthorized", f"the {needed} scope needs a bearer token")
+        if not matches(presented, self.secrets[needed]):
+            if self.secrets[needed] is None:
+                why = f"the {needed} scope is switched off: no token is configured for it"
+            else:
+                why = f"this token does not grant the {needed} scope"
+            return RequestError(403, "forbidden", why)
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.api_key and not self._open(scope["path"]):
-            key = presented_key(scope)
-            if key is None or not hmac.compare_digest(key.encode(), self.api_key.encode()):
-                await send_json(
-                    send,
-                    401,
-                    {"error": "missing or invalid API key", "code": "unauthorized", "detail": []},
-                    [(b"www-authenticate", b"Bearer")],
-                )
-                return
+        if (refused := self.refusal(scope)) is not None:
+            await send_error(send, refused)
+            return
         limit = self.max_body_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await send_json(send, 413, self._too_large())
+            await send_error(send, self._too_large())
             return
         received = 0
         started = False
@@ -117,11 +148,8 @@ class ServiceGuard:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await send_json(send, 413, self._too_large())
+                await send_error(send, self._too_large())
 
-    def _too_large(self) -> dict:
-        return {
-            "error": f"request body larger than {self.max_body_bytes} bytes",
-            "code": "payload_too_large",
-            "detail": [],
-        }
+    def _too_large(self) -> RequestError:
+        limit = self.max_body_bytes
+        return RequestError(413, "payload_too_large", f"request body larger than {limit} bytes")

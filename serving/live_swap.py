@@ -62,6 +62,7 @@ class AliasFollower:
     def __init__(
         self,
         holder: ModelHolder,
+        settings: Settings,
         *,
         alias: str,
         poll_seconds: float,
@@ -77,7 +78,7 @@ class AliasFollower:
         self._make_predictor = make_predictor
         self._on_swap = on_swap
         self._on_refusal = on_refusal
-        self._settings = Settings()
+        self._settings = settings
         self._refused: dict[str, str] = {}  # version -> reason: not retried until forced
         self._check_lock = threading.Lock()
         self._wake = threading.Event()

@@ -58,8 +58,8 @@ DRIFT_DETECTED = bentoml.metrics.Gauge(
 class ServiceMonitoring:
     """One per service process: the traffic log and the drift-score refresher."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         assert self.settings.traffic_dir is not None
         config = self.settings.monitoring
         self.traffic_dir: Path = self.settings.traffic_dir

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
-import bentoml
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -26,7 +25,6 @@ from clearsight.inference import oip
 from clearsight.inference.feedback import (
     FeedbackRequest,
     FeedbackResponse,
-    incoming_folder,
     record_feedback,
 )
 from clearsight.inference.live import LiveModel
@@ -42,6 +40,8 @@ from clearsight.inference.schemas import (
     example_requests,
 )
 from serving import bodies
+from serving.errors import error_response
+from serving.pipeline import current_state
 
 JSON = "application/json"
 UI_DIR = Path(__file__).parent / "ui"
@@ -73,7 +73,7 @@ def adapting_route(adapt: Callable[[Request], Awaitable[Request | None]]) -> typ
                 try:
                     replacement = await adapt(request)
                 except RequestError as err:
-                    return JSONResponse(err.body(), status_code=err.status)
+                    return error_response(err)
                 return await handler(replacement or request)
 
             return adapted
@@ -81,18 +81,10 @@ def adapting_route(adapt: Callable[[Request], Awaitable[Request | None]]) -> typ
     return AdaptingRoute
 
 
-def service() -> Any:
-    """The running ``Clearsight`` instance, refusing requests until it has warmed up."""
-    svc = bentoml.get_current_service()
-    if svc is None or not svc.holder.current.predictor.ready:
-        raise RequestError(503, "not_ready", "the model is warming up; retry shortly")
-    return svc
-
-
 def live_model() -> LiveModel:
     """The model that answers this request, read once: a swap during the request does not
     change it, so every request is answered by exactly one model version."""
-    return service().holder.current
+    return current_state().live()
 
 
 def json_response(model: Any, status: int = 200) -> Response:
@@ -132,11 +124,7 @@ async def predict(
     label, confidence and probabilities per image, with explanations unless ``explain`` is
     false. Each image has a status: ok, degraded (an explanation was substituted or failed)
     or error (unreadable; the other images are still answered)."""
-    svc = service()
-    live = svc.holder.current
-    response = await live.predictor.predict(body, live.forward)
-    svc.observe(response)
-    return json_response(response)
+    return json_response(await current_state().predict(body))
 
 
 @predict_router.post(
@@ -164,7 +152,9 @@ async def feedback(body: FeedbackRequest) -> Response:
     """Images (as for /predict) with their true labels, and optionally the request id they
     came from: written atomically as one incoming batch, which the next ingest checks and
     adds to the training data (or quarantines). 202 with the batch name and image count."""
-    answer = await anyio.to_thread.run_sync(record_feedback, body, incoming_folder())
+    folder = current_state().settings.incoming_dir
+    assert folder is not None
+    answer = await anyio.to_thread.run_sync(record_feedback, body, folder)
     return json_response(answer, 202)
 
 
@@ -178,8 +168,9 @@ async def feedback(body: FeedbackRequest) -> Response:
 async def metadata() -> Response:
     """The served model: registry name and version, run id, data digests, classes, explainer
     defaults and each method's measured cost, and its live-swap state."""
-    holder = service().holder
-    live = holder.current
+    state = current_state()
+    holder = state.holder
+    live = state.live()
     refusal = holder.last_refusal
     state = LiveState(
         following=holder.following,
@@ -203,19 +194,19 @@ async def reload(wait: bool = False, force: bool = False) -> JSONResponse:
     Without ``wait``: 202 at once, the check runs in the background. With ``wait=true``: the
     outcome (unchanged, swapped, refused, unreachable). ``force`` retries a refused version.
     """
-    svc = service()
-    if svc.follower is None:
+    follower = current_state().follower
+    if follower is None:
         raise RequestError(
             409,
             "not_following",
             "this service serves a pinned model; set CLEARSIGHT_SERVING__FOLLOW_ALIAS to follow",
         )
     if not wait:
-        svc.follower.wake(force=force)
-        body = {"status": "checking", "following": svc.follower.alias}
-        return JSONResponse(body | {"version": svc.holder.current.version}, status_code=202)
-    result = await anyio.to_thread.run_sync(lambda: svc.follower.check(force=force))
-    return JSONResponse(result.to_dict() | {"live_version": svc.holder.current.version})
+        follower.wake(force=force)
+        body = {"status": "checking", "following": follower.alias}
+        return JSONResponse(body | {"version": follower.holder.current.version}, status_code=202)
+    result = await anyio.to_thread.run_sync(lambda: follower.check(force=force))
+    return JSONResponse(result.to_dict() | {"live_version": follower.holder.current.version})
 
 
 # -- Open Inference Protocol v2 ------------------------------------------------------------
@@ -243,7 +234,7 @@ async def server_live() -> dict[str, bool]:
 
 @oip_router.get("/health/ready", responses=ERRORS, tags=["open inference protocol"])
 async def server_ready() -> dict[str, bool]:
-    service()
+    current_state().live()
     return {"ready": True}
 
 
@@ -325,8 +316,7 @@ if UI_DIR.is_dir():  # the static web page (draw a digit, see why), served as it
 # -- errors -------------------------------------------------------------------------------
 @app.exception_handler(RequestError)
 async def request_error(_: Request, err: RequestError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if err.status == 503 else None
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+    return error_response(err)
 
 
 @app.exception_handler(RequestValidationError)

@@ -13,15 +13,10 @@ Everything else is ``clearsight.inference``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+# First: importing clearsight switches off telemetry before BentoML reads the environment.
+import clearsight  # noqa: F401
 
-try:  # first: importing clearsight switches off telemetry before BentoML reads the environment
-    import clearsight
-except ModuleNotFoundError:  # inside a built bento the library travels as src/clearsight
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    import clearsight  # noqa: F401
-
+# isort: split
 import gc
 import logging
 import threading
@@ -31,28 +26,23 @@ import bentoml
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
+from clearsight.access import admin_token
 from clearsight.errors import RequestError
 from clearsight.inference.live import LiveModel, ModelHolder
 from clearsight.inference.provenance import Provenance
 from clearsight.inference.schemas import ExplainOptions, ImageInput, PredictRequest, PredictResponse
-from clearsight.inference.settings import ServingSettings
 from clearsight.offline import QUIET_ENVIRONMENT, quiet_output
 from serving.batching import AdaptiveBatcher
 from serving.bento_store import load_stored_model, stored_provenance
+from serving.errors import error_response
 from serving.event_loop import choose_event_loop
 from serving.guards import ServiceGuard
 from serving.live_swap import AliasFollower
-from serving.metrics import (
-    EXPLANATION_SECONDS,
-    FORWARD_BATCH,
-    IMAGES,
-    LIVE_VERSION,
-    REFUSALS,
-    SHED,
-    SWAPS,
-)
+from serving.metrics import FORWARD_BATCH, LIVE_VERSION, REFUSALS, SHED, SWAPS
 from serving.monitoring import ServiceMonitoring
+from serving.pipeline import ServiceState
 from serving.routes import app
+from serving.settings import ServiceSettings
 from serving.shedding import LoadShedder
 
 if TYPE_CHECKING:
@@ -76,9 +66,10 @@ class Arguments(BaseModel):
 
 
 ARGUMENTS = bentoml.use_arguments(Arguments)
-SETTINGS = ServingSettings()
-choose_event_loop(SETTINGS.event_loop)  # before the worker starts uvicorn: see event_loop
-MONITORING = ServiceMonitoring()  # traffic log, out-of-distribution bounds, drift gauges
+# Built once per process, here at the entry point, and passed down from here on.
+SETTINGS = ServiceSettings()
+SERVER = SETTINGS.serving
+choose_event_loop(SERVER.event_loop)  # before the worker starts uvicorn: see event_loop
 
 TRAFFIC_TIMEOUT_S = 120
 
@@ -90,8 +81,8 @@ TRAFFIC_TIMEOUT_S = 120
     # Per-request costs, measured under overload (py-spy): BentoML's access-log middleware and
     # OpenTelemetry spans that nothing samples took ~15 % of the event loop together. Both are
     # off unless asked for (CLEARSIGHT_SERVING__ACCESS_LOG, CLEARSIGHT_SERVING__TRACE_REQUESTS).
-    logging={"access": {"enabled": SETTINGS.access_log}},
-    tracing={} if SETTINGS.trace_requests else {"excluded_urls": ["/"]},
+    logging={"access": {"enabled": SERVER.access_log}},
+    tracing={} if SERVER.trace_requests else {"excluded_urls": ["/"]},
     # Telemetry off in every worker and in a container built from the bento.
     envs=[{"name": name, "value": value} for name, value in QUIET_ENVIRONMENT.items()],
 )
@@ -102,33 +93,36 @@ class Clearsight:
     stored_model = bentoml.models.BentoModel(ARGUMENTS.model)
 
     def __init__(self) -> None:
+        monitoring = ServiceMonitoring(SETTINGS)  # traffic log, OOD bounds, drift gauges
+        self.monitoring = monitoring
         predictor = self.new_predictor(
             load_stored_model(self.stored_model),
             stored_provenance(self.stored_model),
             str(self.stored_model.tag),
         )
-        self.holder = ModelHolder(self.live(predictor), following=SETTINGS.follow_alias)
-        self.follower: AliasFollower | None = None
-        if SETTINGS.follow_alias:
-            self.follower = AliasFollower(
-                self.holder,
-                alias=SETTINGS.follow_alias,
-                poll_seconds=SETTINGS.poll_seconds,
+        holder = ModelHolder(self.live(predictor), following=SERVER.follow_alias)
+        follower = None
+        if SERVER.follow_alias:
+            follower = AliasFollower(
+                holder,
+                SETTINGS,
+                alias=SERVER.follow_alias,
+                poll_seconds=SERVER.poll_seconds,
                 make_live=self.live,
                 make_predictor=self.new_predictor,
                 on_swap=self._swapped,
                 on_refusal=lambda version, reason: REFUSALS.inc(),
             )
+        self.state = ServiceState(SETTINGS, holder, monitoring, follower)
         threading.Thread(target=self._warm_up, name="clearsight-warm-up", daemon=True).start()
 
-    @staticmethod
-    def new_predictor(model: Any, provenance: Provenance, source: str) -> Predictor:
+    def new_predictor(self, model: Any, provenance: Provenance, source: str) -> Predictor:
         from clearsight.inference.predictor import Predictor
 
         predictor = Predictor(
-            model, provenance, source, SETTINGS.default_budget_ms, SETTINGS.mlflow_ui_url
+            model, provenance, source, SERVER.default_budget_ms, SERVER.mlflow_ui_url
         )
-        predictor.monitor = MONITORING.monitor_for(provenance, bool(SETTINGS.follow_alias))
+        predictor.monitor = self.monitoring.monitor_for(provenance, bool(SERVER.follow_alias))
         return predictor
 
     @staticmethod
@@ -136,8 +130,8 @@ class Clearsight:
         """A predictor with its own batcher: a batch never mixes two model versions."""
         batcher = AdaptiveBatcher(
             predictor.forward,
-            max_batch_size=SETTINGS.max_batch_size,
-            max_latency_ms=SETTINGS.max_batch_latency_ms,
+            max_batch_size=SERVER.max_batch_size,
+            max_latency_ms=SERVER.max_batch_latency_ms,
             on_batch=FORWARD_BATCH.observe,
         )
         return LiveModel(predictor, batcher)
@@ -151,7 +145,7 @@ class Clearsight:
             threading.Timer(TRAFFIC_TIMEOUT_S, old.forward.close).start()
 
     def _warm_up(self) -> None:
-        live = self.holder.current
+        live = self.state.holder.current
         try:
             live.predictor.warm_up()
         except Exception:  # stays unready: /readyz keeps answering 503, the log says why
@@ -163,11 +157,11 @@ class Clearsight:
         # (measured). Freezing them after warm-up keeps collections to request garbage.
         gc.collect()
         gc.freeze()
-        if self.follower is not None:
-            self.follower.start()
+        if self.state.follower is not None:
+            self.state.follower.start()
 
     def __is_ready__(self) -> bool:
-        return self.holder.current.predictor.ready
+        return self.state.holder.current.predictor.ready
 
     # -- typed BentoML APIs: bentoml.SyncHTTPClient(url).classify(images=[...]) ------------
     @bentoml.api(route="/classify")
@@ -184,34 +178,22 @@ class Clearsight:
         return await self.answer(PredictRequest(images=images, explain=options or True))
 
     async def answer(self, request: PredictRequest) -> PredictResponse | JSONResponse:
-        """The same library call as ``POST /predict``, on the live model, with the same errors
-        (the same JSON body and 4xx, 503 while warming up or overloaded). An error is returned
-        as a response, not raised: a client's mistake is no server traceback in the log."""
-        live = self.holder.current
+        """The service's one pipeline (``ServiceState.predict``), as ``POST /predict`` runs
+        it. An error is returned as a response, not raised: a client's mistake is no server
+        traceback in the log."""
         try:
-            if not live.predictor.ready:
-                raise RequestError(503, "not_ready", "the model is warming up; retry shortly")
-            response = await live.predictor.predict(request, live.forward)
-        except RequestError as err:  # a 503 says when to retry, as on the JSON routes
-            headers = {"Retry-After": "1"} if err.status == 503 else None
-            return JSONResponse(err.body(), status_code=err.status, headers=headers)
-        self.observe(response)
-        return response
-
-    def observe(self, response: PredictResponse) -> None:
-        """Per-method explanation latency and per-status image counts for /metrics."""
-        for method, ms in response.timing.methods_ms.items():
-            EXPLANATION_SECONDS.labels(method=method).observe(ms / 1e3)
-        for result in response.results:
-            IMAGES.labels(status=result.status).inc()
-        MONITORING.observe(response)
+            return await self.state.predict(request)
+        except RequestError as err:
+            return error_response(err)
 
 
 Clearsight.add_asgi_middleware(
-    LoadShedder, max_in_flight=SETTINGS.max_in_flight, on_shed=lambda: SHED.inc()
+    LoadShedder, max_in_flight=SERVER.max_in_flight, on_shed=lambda: SHED.inc()
 )
 Clearsight.add_asgi_middleware(
     ServiceGuard,
-    api_key=SETTINGS.api_key.get_secret_value() if SETTINGS.api_key else None,
-    max_body_bytes=SETTINGS.max_body_bytes,
+    api_key=SERVER.secret("api_key"),
+    feedback_token=SERVER.secret("feedback_token"),
+    admin_token=admin_token(SETTINGS),  # the setting, or the file `clearsight serve` made
+    max_body_bytes=SERVER.max_body_bytes,
 )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clearsight.errors import RequestError
-from serving.guards import send_json
+from serving.errors import send_error
 
 # Probes and scrapes must reach an overloaded service: refusing them would get it restarted,
 # or hide the overload from the dashboards. Everything else, pages and docs included, is shed.
@@ -39,7 +39,6 @@ class LoadShedder:
         app: ASGIApp,
         *,
         max_in_flight: int,
-        retry_after_s: int = 1,
         on_shed: Callable[[], None] | None = None,
     ) -> None:
         if max_in_flight < 1:
@@ -48,7 +47,6 @@ class LoadShedder:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self.shed = 0
-        self._retry_after = [(b"retry-after", str(retry_after_s).encode())]
         self._on_shed = on_shed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -59,7 +57,7 @@ class LoadShedder:
             self.shed += 1
             if self._on_shed is not None:
                 self._on_shed()
-            await send_json(send, 503, OVERLOADED, self._retry_after)
+            await send_error(send, OVERLOADED)
             return
         self.in_flight += 1
         try:
@@ -71,4 +69,4 @@ class LoadShedder:
 # The same error body as every other refusal of the service (``RequestError``).
 OVERLOADED = RequestError(
     503, "overloaded", "the service has too many requests in flight; retry shortly"
-).body()
+)

@@ -98,3 +98,37 @@ def test_backend_libraries_are_imported_only_by_backend_adapters() -> None:
             continue
         leaked = roots(imported_modules(path)) & {"tensorflow", "jax", "torch"}
         assert not leaked, f"{path.relative_to(REPO)} imports {sorted(leaked)}"
+
+
+ADAPTERS = {"flows", "serving"}
+
+
+@pytest.mark.parametrize("path", library_files(), ids=lambda p: str(p.relative_to(LIBRARY)))
+def test_only_the_cli_composes_the_adapters(path: Path) -> None:
+    """The command line is the composition root: it may drive ``flows`` and ``serving``;
+    nothing else in the library imports an adapter or the CLI."""
+    if path.is_relative_to(LIBRARY / "cli") or path == LIBRARY / "__main__.py":
+        return
+    modules = imported_modules(path)
+    leaked = roots(modules) & ADAPTERS
+    assert not leaked, f"{path.relative_to(REPO)} imports the adapter(s) {sorted(leaked)}"
+    cli = sorted(m for m in modules if m == "clearsight.cli" or m.startswith("clearsight.cli."))
+    assert not cli, f"{path.relative_to(REPO)} imports the CLI ({cli})"
+
+
+def test_nothing_edits_the_import_path() -> None:
+    """Adapters are packages of the distribution: no ``sys.path`` edits anywhere."""
+    offenders = []
+    for folder in ("src", "serving", "flows", "benchmarks"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if any(part.startswith(".") for part in path.relative_to(REPO).parts):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "path"
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "sys"
+                ):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not offenders, "sys.path used in:\n" + "\n".join(offenders)

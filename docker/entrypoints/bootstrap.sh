@@ -11,5 +11,5 @@ if has_champion; then
     echo "registry already has a champion: nothing to bootstrap"
     exit 0
 fi
-python flows/retrain.py --epochs "${BOOTSTRAP_EPOCHS:-12}"
+clearsight retrain --epochs "${BOOTSTRAP_EPOCHS:-12}"
 has_champion || { echo "bootstrap: the first model was not promoted (see above)" >&2; exit 1; }

@@ -45,8 +45,7 @@ $("upload").addEventListener("change", () => {
   image.src = URL.createObjectURL(file);
 });
 
-function headers() {
-  const key = $("apikey").value.trim();
+function headers(key = $("apikey").value.trim()) {
   return key ? { "Content-Type": "application/json", "Authorization": `Bearer ${key}` }
              : { "Content-Type": "application/json" };
 }
@@ -56,8 +55,9 @@ function setStatus(text, isError = false) {
   $("status").className = isError ? "error" : "";
 }
 
-async function call(path, body) {
-  const response = await fetch(path, { method: "POST", headers: headers(), body: JSON.stringify(body) });
+// Feedback is its own scope: it goes with the feedback token, never the predict key.
+async function call(path, body, key = undefined) {
+  const response = await fetch(path, { method: "POST", headers: headers(key), body: JSON.stringify(body) });
   const payload = await response.json().catch(() => ({}));
   if (!response.ok) {
     throw new Error(payload.error || payload.detail?.[0]?.msg || `HTTP ${response.status}`);
@@ -189,7 +189,8 @@ $("feedback").addEventListener("submit", async (event) => {
   $("send-feedback").disabled = true;
   try {
     const label = Number($("truth").value);
-    const answer = await call("/feedback", { images: [lastImage], labels: [label] });
+    const token = $("feedback-token").value.trim();
+    const answer = await call("/feedback", { images: [lastImage], labels: [label] }, token);
     $("feedback-status").textContent = `thank you: saved as ${answer.batch} for the next retrain`;
   } catch (error) {
     $("feedback-status").textContent = `feedback not saved: ${error.message}`;

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -179,6 +179,77 @@ class MonitoringSettings(BaseModel):
     experiment: str = "clearsight-monitoring"
 
 
+class ServingSettings(BaseModel):
+    """What an operator tunes on a running service (``CLEARSIGHT_SERVING__*``).
+
+    Only what the library's side of the service means something to; the knobs of BentoML and
+    uvicorn themselves (event loop, tracing, access log) extend this in ``serving/``.
+    ``CLEARSIGHT_API_KEY`` is accepted as a short name for the predict key.
+    """
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The predict scope's key. When set, predict, explain, metadata and OIP "
+        "routes need it ('Authorization: Bearer KEY' or 'X-API-Key: KEY'); unset, they are "
+        "open. It never opens /feedback or /admin/*.",
+    )
+    feedback_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the feedback scope (POST /feedback). Unset: /feedback "
+        "refuses every caller (403); feedback is never anonymous.",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin scope (/admin/*). Unset: `clearsight serve` "
+        "generates one into <home>/.clearsight/admin-token (owner-only), where the CLI and "
+        "the flows read it.",
+    )
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, gt=0, description="Larger request bodies get 413."
+    )
+    max_batch_size: int = Field(
+        default=64, ge=1, description="Images per adaptive-batching forward pass."
+    )
+    max_batch_latency_ms: int = Field(
+        default=20_000,
+        ge=100,
+        description="A queued forward pass older than this is refused (503) rather than run.",
+    )
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Requests admitted at once; the next one gets 503 with Retry-After "
+        "(load shedding). 256 is four full forward batches, under a second of work on 2 "
+        "cores; 64 starved the admitted requests behind a flood of refusals (measured).",
+    )
+    mlflow_ui_url: str | None = Field(
+        default=None,
+        description="Base URL of an MLflow UI (e.g. http://127.0.0.1:5000): /metadata then "
+        "links the served model's training run.",
+    )
+    follow_alias: str | None = Field(
+        default=None,
+        description="Registry alias to follow (e.g. champion): when it moves, the service "
+        "loads, warms up and checks the new version, then swaps to it without a restart. "
+        "None: serve the pinned model only (no MLflow needed). `clearsight serve` sets it.",
+    )
+    poll_seconds: float = Field(
+        default=30.0,
+        ge=0.0,
+        description="How often to check the followed alias; 0: only on POST /admin/reload.",
+    )
+    default_budget_ms: float | None = Field(
+        default=None, gt=0, description="Explanation budget when a request gives none."
+    )
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of one of the secret fields, or None when unset."""
+        value = getattr(self, name)
+        return value.get_secret_value() if value else None
+
+
+REFERENCE_PROFILE = "reference_profile.json"
+
 # Each store folder's default: (the setting it lies under, the relative path), in the order
 # they resolve. Every default lies inside the repository, so a fresh clone writes nowhere else.
 FOLDER_DEFAULTS: dict[str, tuple[str, str]] = {
@@ -240,6 +311,19 @@ class Settings(BaseSettings):
     explain: ExplainSettings = Field(default_factory=ExplainSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_api_key(cls, values: Any) -> Any:
+        """``CLEARSIGHT_API_KEY``: the short name of ``CLEARSIGHT_SERVING__API_KEY``."""
+        short = os.environ.get("CLEARSIGHT_API_KEY")
+        if short and isinstance(values, dict):
+            serving = values.get("serving")
+            serving = dict(serving) if isinstance(serving, dict) else {}
+            if serving.get("api_key") is None:
+                values = values | {"serving": serving | {"api_key": short}}
+        return values
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -263,10 +347,21 @@ class Settings(BaseSettings):
         return self.model_copy(update={section: replaced})
 
     @property
-    def reference_profile_path(self) -> Path:
-        """The committed reference profile that drift checks compare against."""
+    def reference_profile_target(self) -> Path:
+        """Where ``clearsight data reference`` writes the reference profile."""
         assert self.contract_dir is not None
-        return self.contract_dir / "reference_profile.json"
+        return self.contract_dir / REFERENCE_PROFILE
+
+    @property
+    def reference_profile_path(self) -> Path:
+        """The reference profile that drift checks compare against: the configured one, else
+        the copy an installed wheel carries (the same committed file), so a wheel works from
+        an empty directory."""
+        configured = self.reference_profile_target
+        if configured.is_file():
+            return configured
+        packaged = Path(__file__).parent / "contract" / REFERENCE_PROFILE
+        return packaged if packaged.is_file() else configured
 
     @classmethod
     def settings_customise_sources(

@@ -33,6 +33,15 @@ from tests.conftest import stores_under
 
 REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 150
+# Every service the tests start has these scoped tokens (docs/security.md).
+FEEDBACK_TOKEN = "feedback-token-for-tests"
+ADMIN_TOKEN = "admin-token-for-tests"
+FEEDBACK = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+TOKENS = {
+    "CLEARSIGHT_SERVING__FEEDBACK_TOKEN": FEEDBACK_TOKEN,
+    "CLEARSIGHT_SERVING__ADMIN_TOKEN": ADMIN_TOKEN,
+}
 RUN_TAGS = {
     "data_digest.train": "a" * 64,
     "data_digest.validation": "b" * 64,
@@ -120,6 +129,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, digits) -> Registry:
         "CLEARSIGHT_DATA_DIR": str(root / "data"),
         "CLEARSIGHT_MLFLOW_DIR": str(root / "mlflow"),
         "BENTOML_HOME": str(root / "bentoml"),
+        **TOKENS,
     }
     env.pop("MLFLOW_TRACKING_URI", None)
     return Registry(settings, env, version, run.info.run_id, root / "bentoml")

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from clearsight.data.sources import load_embedded
-from serving.guards import OPEN_PATHS, ServiceGuard
-from tests.serving.conftest import Registry, Server
+from serving.guards import OPEN_PATHS, scope_of
+from tests.serving.conftest import FEEDBACK, Registry, Server
 
 N_CONCURRENT = 50
 
@@ -46,10 +46,9 @@ def _batches(registry: Registry) -> set[Path]:
     return set(folder.glob("feedback-*.npz")) if folder.is_dir() else set()
 
 
-def test_feedback_is_guarded_like_predict() -> None:
-    guard = ServiceGuard(app=None, api_key="k", max_body_bytes=10)  # type: ignore[arg-type]
-    assert "/feedback" not in OPEN_PATHS and not guard._open("/feedback")
-    assert not guard._open("/predict")
+def test_feedback_has_its_own_scope() -> None:
+    assert "/feedback" not in OPEN_PATHS and scope_of("/feedback") == "feedback"
+    assert scope_of("/predict") == "predict" and scope_of("/admin/reload") == "admin"
 
 
 def test_bad_feedback_is_refused_and_writes_nothing(
@@ -72,7 +71,7 @@ def test_bad_feedback_is_refused_and_writes_nothing(
         ({"images": [_array(images[0] * 2.0)], "labels": [int(labels[0])]}, 422, "image 0"),
     ]
     for body, status, named in cases:
-        response = client.post("/feedback", json=body)
+        response = client.post("/feedback", json=body, headers=FEEDBACK)
         assert response.status_code == status, response.text
         assert named in response.json()["error"]
         assert response.json()["code"]
@@ -94,7 +93,7 @@ def test_concurrent_feedback_loses_no_image(server: Server, registry: Registry, 
             "request_id": f"req-{i}",
         }
         with httpx.Client(base_url=server.url, timeout=60) as http:
-            response = http.post("/feedback", json=body)
+            response = http.post("/feedback", json=body, headers=FEEDBACK)
         assert response.status_code == 202, response.text
         return response.json() | {"sent": rows}
 
@@ -186,7 +185,7 @@ def test_feedback_becomes_a_new_data_version_and_a_better_champion(
                 "labels": [int(labels[r]) for r in rows],
                 "request_id": f"page-{start}",
             }
-            response = client.post("/feedback", json=body)
+            response = client.post("/feedback", json=body, headers=FEEDBACK)
             assert response.status_code == 202 and response.json()["count"] == 50
 
         strong = retrain(source="npz", path=str(base), epochs=6)

@@ -34,6 +34,7 @@ from clearsight.tracking import store as tracking
 from clearsight.tracking.registry import HISTORY_TAG, rollback
 from clearsight.tracking.run import log_keras_model
 from tests.conftest import stores_under
+from tests.serving.conftest import ADMIN, TOKENS
 
 from .conftest import READY_TIMEOUT_S, REPO, free_port, offline_probabilities, stop
 
@@ -113,6 +114,7 @@ def swappable(tmp_path_factory: pytest.TempPathFactory, digits) -> Iterator[Swap
         "CLEARSIGHT_MLFLOW_DIR": str(root / "mlflow"),
         "BENTOML_HOME": str(root / "bentoml"),
         "CLEARSIGHT_SERVING__POLL_SECONDS": str(POLL_SECONDS),
+        **TOKENS,
     }
     env = {**os.environ, **env}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -237,7 +239,9 @@ def test_a_corrupted_version_is_refused_and_the_old_one_keeps_serving(swappable,
     images, _ = digits
     corrupt(swappable.settings, "3")
     point_champion(swappable.settings, ["1", "3"])
-    answer = httpx.post(f"{swappable.url}/admin/reload?wait=true", timeout=120).json()
+    answer = httpx.post(
+        f"{swappable.url}/admin/reload?wait=true", headers=ADMIN, timeout=120
+    ).json()
     assert answer["outcome"] == "refused" and answer["version"] == "3", answer
     assert answer["live_version"] == "1"
     meta = httpx.get(f"{swappable.url}/metadata").json()
@@ -249,19 +253,19 @@ def test_a_corrupted_version_is_refused_and_the_old_one_keeps_serving(swappable,
     body = {"images": [{"kind": "array", "scale": "0-1", "data": i.tolist()} for i in x]}
     response = httpx.post(f"{swappable.url}/predict", json=body | {"explain": False})
     assert response.status_code == 200 and response.json()["model"]["version"] == "1"
-    again = httpx.post(f"{swappable.url}/admin/reload?wait=true", timeout=60).json()
+    again = httpx.post(f"{swappable.url}/admin/reload?wait=true", headers=ADMIN, timeout=60).json()
     assert again["outcome"] == "refused"  # remembered: not reloaded on every poll
     assert "clearsight_model_swap_refusals_total 1.0" in httpx.get(f"{swappable.url}/metrics").text
     point_champion(swappable.settings, ["1"])  # leave the registry consistent
 
 
 def test_reload_starts_a_check_in_the_background(swappable):
-    answer = httpx.post(f"{swappable.url}/admin/reload", timeout=30)
+    answer = httpx.post(f"{swappable.url}/admin/reload", headers=ADMIN, timeout=30)
     assert answer.status_code == 202 and answer.json()["status"] == "checking"
 
 
 def test_a_pinned_bento_refuses_reload_requests(client: httpx.Client):
     """The session's bento serves one pinned version without MLflow: reload is a clear 409."""
-    answer = client.post("/admin/reload")
+    answer = client.post("/admin/reload", headers=ADMIN)
     assert answer.status_code == 409 and answer.json()["code"] == "not_following"
     assert client.get("/metadata").json()["live"]["following"] is None

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.browser import ARTIFACTS, browser_page, needs_chromium
+from tests.serving.conftest import FEEDBACK_TOKEN
 
 from .conftest import Registry, Server
 
@@ -68,6 +69,7 @@ def test_draw_a_digit_and_see_why(server: Server, registry: Registry) -> None:
 
         # "The right answer was ...": the drawn digit goes to POST /feedback as a batch.
         page.locator("#truth").select_option("1")
+        page.locator("#feedback-token").fill(FEEDBACK_TOKEN)
         page.locator("#send-feedback").click()
         expect(page.locator("#feedback-status")).to_contain_text("saved as feedback-")
         saved = page.locator("#feedback-status").inner_text().split("saved as ")[1].split()[0]

@@ -115,7 +115,7 @@ def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
             dataset = load(settings.data)
             splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
             reference = build_reference(profile_splits(splits), dataset.origin)
-        target = settings.reference_profile_path
+        target = settings.reference_profile_target
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(reference, indent=2) + "\n")
         console.print(f"reference profile of {len(dataset)} images written to {target}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -96,14 +95,8 @@ def retrain(
     better, tell the service."""
     with user_errors():
         settings = load_settings(source=source, path=path)  # checks the options up front
-        flows = settings.home / "flows" / "retrain.py"
-        if not flows.is_file():
-            raise ConfigurationError(
-                f"{settings.home} holds no flows/retrain.py: run from a checkout"
-            )
-        if str(settings.home) not in sys.path:
-            sys.path.insert(0, str(settings.home))
-        run_once = importlib.import_module("flows.retrain").run_once
+        from flows.retrain import run_once  # the composition root: the CLI drives the flow
+
         summary = run_once(
             source=settings.data.source,
             path=str(settings.data.path) if settings.data.path else None,

@@ -6,7 +6,6 @@ library itself never imports a serving framework.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from pathlib import Path
@@ -27,39 +26,31 @@ from clearsight.cli.output import (
     step,
     user_errors,
 )
-from clearsight.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from clearsight.config import Settings
 
 
-def bento_store(settings: Settings) -> ModuleType:
-    """The ``serving.bento_store`` adapter of the source checkout at ``settings.home``."""
-    root = settings.home
-    if not (root / "serving" / "bento_store.py").is_file():
-        raise ConfigurationError(
-            f"{root} holds no serving/bento_store.py: run this from a source checkout "
-            "(or set CLEARSIGHT_HOME to one)"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module("serving.bento_store")
+def bento_store() -> ModuleType:
+    """The ``serving.bento_store`` adapter, imported when a command needs BentoML (the CLI is
+    the composition root: it may drive the adapters, the library below it never does)."""
+    from serving import bento_store
+
+    return bento_store
 
 
 def notify_service(settings: Settings, *, quiet: bool = False) -> None:
     """Tell the service (``CLEARSIGHT_SERVICE_URL``) that the champion moved; it also notices
     by itself within its poll interval, so a failure here is only a warning."""
-    if not settings.service_url:
-        return
     from clearsight.errors import ServiceError
-    from clearsight.inference.client import request_reload
+    from clearsight.inference.client import notify_reload
 
     try:
-        answer = request_reload(settings.service_url, os.environ.get("CLEARSIGHT_API_KEY"))
+        answer = notify_reload(settings)
     except ServiceError as err:
         err_console.print(f"[yellow]warning:[/yellow] {err.one_line()}", highlight=False)
         return
-    if not quiet:
+    if answer and not quiet:
         console.print(answer)
 
 
@@ -78,11 +69,14 @@ def serve(
     """
     with user_errors():
         settings = load_settings()
-        store = bento_store(settings)
+        store = bento_store()
         if bento:
             command = store.serve_command(bento, host=host, port=port)
             what = f"bento {bento}"
         else:
+            from clearsight.access import admin_token
+
+            admin_token(settings, create=True)  # the service and the local CLI share it
             with step(f"importing {model_ref} from the registry into BentoML"):
                 imported = store.import_model(settings, model_ref)
             if not model_ref.isdigit():  # an alias: follow it as it moves (no restart)
@@ -164,7 +158,7 @@ def build_service(
     """Build the bento that serves the registry's champion (import it into BentoML first)."""
     with user_errors():
         settings = load_settings()
-        store = bento_store(settings)
+        store = bento_store()
         with step(f"building the bento of {model_ref}"):
             built = store.build_service(settings, model_ref)
             exported = store.export_service(built.bento_tag, export) if export else None

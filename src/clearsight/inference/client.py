@@ -10,13 +10,16 @@ import base64
 import json
 import mimetypes
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from clearsight.errors import ServiceError
 
 EXPLAIN_WITH_OVERLAYS = {"encodings": ["float16", "png_overlay"]}
+
+if TYPE_CHECKING:
+    from clearsight.config import Settings
 
 
 def predict_files(
@@ -68,13 +71,14 @@ def save_overlays(response: dict[str, Any], images: list[Path], out_dir: Path) -
     return written
 
 
-def request_reload(url: str, api_key: str | None = None, timeout_s: float = 10.0) -> str:
-    """Ask a running service to check its registry alias now (``POST /admin/reload``).
+def request_reload(url: str, admin_token: str | None, timeout_s: float = 10.0) -> str:
+    """Ask a running service to check its registry alias now (``POST /admin/reload``, the
+    admin scope: the predict key cannot do this).
 
     Returns the service's answer in a line. The service also polls the alias by itself, so a
     caller (the retrain flow, ``clearsight rollback``) treats a failure as a warning only.
     """
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
     endpoint = url.rstrip("/") + "/admin/reload"
     try:
         response = httpx.post(endpoint, headers=headers, timeout=timeout_s)
@@ -84,3 +88,13 @@ def request_reload(url: str, api_key: str | None = None, timeout_s: float = 10.0
         raise ServiceError(f"{endpoint} answered {response.status_code}: {response.text[:200]}")
     body = response.json()
     return f"{endpoint}: {body.get('status', 'ok')}, serving v{body.get('version')}"
+
+
+def notify_reload(settings: Settings) -> str | None:
+    """Tell the configured service (``CLEARSIGHT_SERVICE_URL``) that the champion moved, with
+    the admin token (``clearsight.access``); None when no service is configured."""
+    from clearsight.access import admin_token
+
+    if not settings.service_url:
+        return None
+    return request_reload(settings.service_url, admin_token(settings))

@@ -8,7 +8,6 @@ image in it is worse than none, so one unreadable image refuses the request (422
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import numpy as np
@@ -79,13 +78,3 @@ def record_feedback(request: FeedbackRequest, folder: Path) -> FeedbackResponse:
     ids = [request.request_id] * len(pixels)
     written = write_feedback_batch(folder, pixels, request.labels, ids)
     return FeedbackResponse(batch=written.name, count=written.count)
-
-
-@functools.cache
-def incoming_folder() -> Path:
-    """Where feedback batches go: the configured ``incoming_dir`` (read once per process)."""
-    from clearsight.config import Settings
-
-    folder = Settings().incoming_dir
-    assert folder is not None
-    return folder

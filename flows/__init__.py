@@ -1,0 +1,1 @@
+"""Prefect flows over the clearsight library: retrain, watch-incoming, monitor (thin adapters)."""

@@ -1,0 +1,66 @@
+"""The one request pipeline of the service.
+
+Every route that predicts (the typed BentoML APIs, ``POST /predict``, OIP v2 inference) goes
+through ``ServiceState``: it reads the live model once (a swap mid-request changes nothing
+for that request), refuses while warming up, runs the library's ``Predictor``, and records
+metrics. Routes reach it through ``current_state()``, typed, rather than an untyped service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import bentoml
+
+from clearsight.errors import RequestError
+from serving.metrics import EXPLANATION_SECONDS, IMAGES
+
+if TYPE_CHECKING:
+    from clearsight.inference.live import LiveModel, ModelHolder
+    from clearsight.inference.schemas import PredictRequest, PredictResponse
+    from serving.live_swap import AliasFollower
+    from serving.monitoring import ServiceMonitoring
+    from serving.settings import ServiceSettings
+
+NOT_READY = RequestError(503, "not_ready", "the model is warming up; retry shortly")
+
+
+@dataclass
+class ServiceState:
+    """What a running service holds: its settings, the live model, the follower, monitoring."""
+
+    settings: ServiceSettings
+    holder: ModelHolder
+    monitoring: ServiceMonitoring
+    follower: AliasFollower | None = None
+
+    def live(self) -> LiveModel:
+        """The model that answers this request, read once; 503 until it has warmed up."""
+        live = self.holder.current
+        if not live.predictor.ready:
+            raise NOT_READY
+        return live
+
+    async def predict(self, request: PredictRequest) -> PredictResponse:
+        """Predictions (and explanations) of the live model, observed for /metrics."""
+        live = self.live()
+        response = await live.predictor.predict(request, live.forward)
+        self.observe(response)
+        return response
+
+    def observe(self, response: PredictResponse) -> None:
+        """Per-method explanation latency, per-status image counts, the traffic log."""
+        for method, ms in response.timing.methods_ms.items():
+            EXPLANATION_SECONDS.labels(method=method).observe(ms / 1e3)
+        for result in response.results:
+            IMAGES.labels(status=result.status).inc()
+        self.monitoring.observe(response)
+
+
+def current_state() -> ServiceState:
+    """The running service's state; 503 before the service object exists."""
+    state = getattr(bentoml.get_current_service(), "state", None)
+    if not isinstance(state, ServiceState):
+        raise NOT_READY
+    return state

@@ -1,0 +1,43 @@
+"""The service's settings: the library's ``Settings`` plus the knobs of BentoML and uvicorn.
+
+Built once per service process (``serving.service``) and passed down. The framework's own
+switches (event loop, request tracing, access log) mean nothing to the library, so they extend
+its ``serving`` section here, under the same ``CLEARSIGHT_SERVING__*`` names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from clearsight.config import ServingSettings, Settings
+
+
+class ServerSettings(ServingSettings):
+    """``ServingSettings`` and the switches only BentoML and uvicorn read."""
+
+    event_loop: Literal["asyncio", "uvloop"] = Field(
+        default="asyncio",
+        description="The server's event loop. asyncio's accepts every waiting connection at "
+        "once, so overload is shed with 503; uvloop accepts one per loop iteration and lets "
+        "connections queue unseen in the kernel (see serving/event_loop.py).",
+    )
+    trace_requests: bool = Field(
+        default=False,
+        description="Create BentoML's OpenTelemetry span for every request (for a configured "
+        "tracing exporter; it also gives BentoML's X-BentoML-Request-ID header and log "
+        "request ids). Off: spans nothing samples cost ~10 % of the event loop under load.",
+    )
+    access_log: bool = Field(
+        default=False,
+        description="BentoML's access log (one line per request on stdout). Off by default: "
+        "~5 % of the event loop under load; turn on for debugging or where logs are shipped.",
+    )
+
+
+class ServiceSettings(Settings):
+    """All settings of a service process: a ``Settings`` whose ``serving`` section also holds
+    the server's switches. The library receives it as the ``Settings`` it is."""
+
+    serving: ServerSettings = Field(default_factory=ServerSettings)
