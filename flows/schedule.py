@@ -5,8 +5,9 @@
    else 4200 when free, else any free port), with concurrency leases kept on disk;
 3. the process work pool, if missing (through the API: ``prefect work-pool create`` would fetch
    worker metadata from the internet), and the ``clearsight-registry`` limit (one slot);
-4. ``prefect deploy --all``, then ``prefect worker start`` on the pool, until Ctrl-C or SIGTERM,
-   which stop the worker and the server (each its own process group).
+4. ``prefect deploy --all``, then ``prefect worker start`` on the pool, until Ctrl-C or SIGTERM
+   stops the worker (Prefect's shutdown; a second signal kills it and its flow runs), then the
+   server.
 
 The compose stack's worker runs the same (``docker/entrypoints/worker.sh``), against its server.
 
@@ -118,8 +119,8 @@ def _tree(pid: int) -> list[int]:
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    """Prefect's own stop: the worker takes no new runs and lets running ones finish. A later
-    Ctrl-C or SIGTERM kills them instead."""
+    """Prefect's own shutdown (SIGTERM: the worker takes no new runs and winds down; measured
+    1-30 s). Should it wait on a flow run, a later Ctrl-C or SIGTERM kills it and its runs."""
     if worker.poll() is None:
         worker.send_signal(signal.SIGTERM)
     since = time.monotonic()
