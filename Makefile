@@ -27,8 +27,8 @@ setup:  ## install uv if missing, then the locked environment (Python 3.12)
 run: setup  ## the whole pipeline on the embedded data (Prefect flow, ephemeral API)
 	$(RUN) clearsight retrain
 
-schedule: setup  ## serve prefect.yaml's deployments (nightly + data/incoming watcher) locally
-	$(RUN) python flows/schedule.py  # also creates the clearsight-registry concurrency limit
+schedule: setup  ## prefect.yaml's deployments on a loopback Prefect server, with a process worker
+	$(RUN) python -m flows.schedule  # server, pool, registry limit, `prefect deploy --all`, worker
 
 ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
 	$(RUN) clearsight ui

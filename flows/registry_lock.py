@@ -9,7 +9,7 @@ read the champion history, both append to it and both move ``champion`` and
 Prefect skips a concurrency limit that does not exist (a warning, no lock at all), so the limit
 is created here, idempotently, before every use (``ensure_registry_limit``): by the flow
 itself, by ``make schedule`` at start-up, and by hand for ``prefect deploy`` setups
-(``python flows/registry_lock.py``, or ``prefect gcl create clearsight-registry --limit 1``).
+(``python -m flows.registry_lock``, or ``prefect gcl create clearsight-registry --limit 1``).
 It works the same on the temporary server of ``make run``, Prefect's test harness and a real
 server. The slot is a lease: if the process holding it dies, the server frees it when the
 lease runs out (``LEASE_SECONDS``), so a crash never blocks promotions for good.

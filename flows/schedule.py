@@ -1,23 +1,22 @@
-"""Serve the deployments of ``prefect.yaml`` from this process: scheduled retraining, locally.
+"""``make schedule``: prefect.yaml's deployments on Prefect's own path, one command.
 
-Schedules need a real Prefect server (the temporary one refuses them), so without
-``PREFECT_API_URL`` this starts ``prefect server start`` on loopback, waits until it is healthy
-and stops it on exit. Runs execute in child processes of this one; Ctrl-C (or SIGTERM) stops
-serving. Before serving it creates the ``clearsight-registry`` concurrency limit that keeps
-retrains from moving registry aliases at the same time (``flows/registry_lock.py``).
+1. refuse, in one line, what ``prefect deploy`` would get wrong (``flows/deployments.py``);
+2. without ``PREFECT_API_URL``: ``prefect server start`` on 127.0.0.1 (``PREFECT_SERVER_API_PORT``,
+   else 4200 when free, else any free port), with concurrency leases kept on disk;
+3. the process work pool, if missing (through the API: ``prefect work-pool create`` would fetch
+   worker metadata from the internet), and the ``clearsight-registry`` limit (one slot);
+4. ``prefect deploy --all``, then ``prefect worker start`` on the pool, until Ctrl-C or SIGTERM
+   stops the worker (Prefect's shutdown; a second signal kills it and its flow runs), then the
+   server.
 
-Every key of a ``prefect.yaml`` deployment is either honoured (name, description, version,
-tags, parameters, schedules with cron/interval/rrule, timezone, anchor, active flag and their
-own parameters, paused, concurrency_limit, enforce_parameter_schema, triggers) or refused
-with one line and a non-zero exit (per-deployment build/push/pull, sla, job variables,
-templated ``{{ }}`` values): nothing is dropped silently. ``work_pool`` only says where a
-worker would run the flow; `serve` runs it here, so the pool name is not used.
+The compose stack's worker runs the same (``docker/entrypoints/worker.sh``), against its server.
 
-    make schedule                       # or: uv run python flows/schedule.py
+    make schedule          # or: python -m flows.schedule [--prefect-file F] [--with-healthcheck]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -25,309 +24,178 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
-from datetime import datetime, timedelta
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from flows.deployments import PREFECT_YAML, DeploymentSpecError, check_file
 from flows.registry_lock import persist_leases  # no Prefect import: settings not fixed yet
 
-ROOT = Path(__file__).resolve().parents[1]  # the checkout holding prefect.yaml
-PREFECT_YAML = ROOT / "prefect.yaml"
-
-# Keys of a prefect.yaml deployment that `serve` honours, each mapped in `deployment_from`.
-SERVED_KEYS = {
-    "name",
-    "entrypoint",
-    "flow_name",
-    "description",
-    "version",
-    "version_type",
-    "tags",
-    "parameters",
-    "enforce_parameter_schema",
-    "schedule",
-    "schedules",
-    "paused",
-    "concurrency_limit",
-    "triggers",
-    "work_pool",
-}
-SCHEDULE_KEYS = {
-    "cron",
-    "interval",
-    "rrule",
-    "timezone",
-    "anchor_date",
-    "active",
-    "parameters",
-    "slug",
-    "day_or",
-}
-# Top-level keys for `prefect deploy` and its workers (build/push an image, pull the code):
-# serving from this checkout needs none of them.
-TOP_LEVEL_KEYS = {"name", "prefect-version", "build", "push", "pull", "definitions", "deployments"}
+PREFECT = [sys.executable, "-m", "prefect"]
 
 
-class DeploymentSpecError(ValueError):
-    """A prefect.yaml setting `serve` cannot honour: fail loudly rather than drop it."""
-
-
-class ServerPortBusy(RuntimeError):
-    """The port for the local Prefect server is taken by something else."""
-
-
-def _no_templates(where: str, value: Any) -> None:
-    """``{{ ... }}`` values are resolved by `prefect deploy` only: refuse them here."""
-    if isinstance(value, str) and "{{" in value:
-        raise DeploymentSpecError(
-            f"{where}: templated value {value!r} is resolved only by `prefect deploy`"
-        )
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _no_templates(f"{where}.{key}", item)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _no_templates(f"{where}[{i}]", item)
-
-
-def _check_schedule(where: str, item: Any) -> None:
-    if not isinstance(item, dict):
-        raise DeploymentSpecError(f"{where}: a schedule is a mapping")
-    unknown = set(item) - SCHEDULE_KEYS
-    if unknown:
-        raise DeploymentSpecError(f"{where}: schedule key(s) {sorted(unknown)} cannot be served")
-    kinds = [k for k in ("cron", "interval", "rrule") if k in item]
-    if len(kinds) != 1:
-        raise DeploymentSpecError(f"{where}: give exactly one of cron, interval or rrule")
-    if "anchor_date" in item and kinds[0] != "interval":
-        raise DeploymentSpecError(f"{where}: anchor_date applies to interval schedules only")
-    if "day_or" in item and kinds[0] != "cron":
-        raise DeploymentSpecError(f"{where}: day_or applies to cron schedules only")
-
-
-def check_spec(spec: dict[str, Any], where: str) -> None:
-    """Refuse what `serve` cannot honour; plain YAML checks, so they run before a server
-    starts (and before Prefect is imported, which would fix its settings too early)."""
-    unknown = set(spec) - SERVED_KEYS
-    if unknown:
-        raise DeploymentSpecError(
-            f"{where}: key(s) {sorted(unknown)} cannot be honoured by `serve` "
-            "(use `prefect deploy` with a worker, or remove them)"
-        )
-    for key in ("name", "entrypoint"):
-        if not spec.get(key):
-            raise DeploymentSpecError(f"{where}: '{key}' is required")
-    _no_templates(where, spec)
-    if (spec.get("work_pool") or {}).get("job_variables"):
-        raise DeploymentSpecError(
-            f"{where}: work_pool.job_variables apply only to a worker's runs, not to `serve`"
-        )
-    if "schedule" in spec and "schedules" in spec:
-        raise DeploymentSpecError(f"{where}: give 'schedule' or 'schedules', not both")
-    for i, item in enumerate(_schedule_items(spec)):
-        _check_schedule(f"{where} schedule {i}", item)
-
-
-def _schedule_items(spec: dict[str, Any]) -> list[Any]:
-    return spec.get("schedules") or ([spec["schedule"]] if spec.get("schedule") else [])
-
-
-def schedule_from(item: dict[str, Any]) -> Any:
-    """One cron, interval or rrule entry (with its timezone, anchor, active flag, parameters,
-    slug, day_or) as a Prefect schedule object."""
-    from prefect.schedules import Cron, Interval, RRule
-    from pydantic import TypeAdapter
-
-    common = {
-        "timezone": item.get("timezone"),
-        "active": item.get("active", True),
-        "parameters": item.get("parameters") or {},
-        "slug": item.get("slug"),
-    }
-    if "cron" in item:
-        return Cron(item["cron"], day_or=item.get("day_or", True), **common)
-    if "rrule" in item:
-        return RRule(item["rrule"], **common)
-    every = item["interval"]
-    if not isinstance(every, int | float | timedelta):  # "PT1H", "01:00:00"
-        every = TypeAdapter(timedelta).validate_python(every)
-    anchor = item.get("anchor_date")
-    if isinstance(anchor, str):
-        anchor = datetime.fromisoformat(anchor)
-    return Interval(every, anchor_date=anchor, **common)
-
-
-def concurrency_from(value: Any) -> Any:
-    """``concurrency_limit: 1`` or ``{limit, collision_strategy, grace_period_seconds}``."""
-    from prefect.client.schemas.objects import ConcurrencyLimitConfig
-
-    if value is None or isinstance(value, int):
-        return value
-    return ConcurrencyLimitConfig.model_validate(value)
-
-
-def triggers_from(name: str, specs: list[dict[str, Any]]) -> list[Any]:
-    """Deployment triggers, validated and named the way `prefect deploy` names them."""
-    from prefect.events import DeploymentTriggerTypes
-    from pydantic import TypeAdapter
-
-    adapter = TypeAdapter(DeploymentTriggerTypes)
-    return [
-        adapter.validate_python({"name": f"{name}__automation_{i}", **spec})
-        for i, spec in enumerate(specs, start=1)
-    ]
-
-
-def deployment_from(spec: dict[str, Any], source: str = PREFECT_YAML.name) -> Any:
-    """One prefect.yaml deployment as a RunnerDeployment, every key honoured or refused.
-
-    ``work_pool`` names the pool a worker would pull from; `serve` runs the flows here
-    instead, so the pool's name and queue do not apply, and job variables (which only a
-    worker applies) are refused.
-    """
-    from prefect.flows import load_flow_from_entrypoint
-
-    where = f"{source}: deployment {spec.get('name')!r}"
-    check_spec(spec, where)
-    flow = load_flow_from_entrypoint(str(ROOT / spec["entrypoint"]))
-    if spec.get("flow_name") and spec["flow_name"] != flow.name:
-        raise DeploymentSpecError(
-            f"{where}: flow_name {spec['flow_name']!r} but the entrypoint is flow {flow.name!r}"
-        )
-    tags = spec.get("tags")
-    try:
-        options: dict[str, Any] = {
-            "name": spec["name"],
-            "description": spec.get("description"),
-            "version": None if spec.get("version") is None else str(spec["version"]),
-            "tags": [tags] if isinstance(tags, str) else tags,
-            "parameters": spec.get("parameters") or {},
-            "schedules": [schedule_from(item) for item in _schedule_items(spec)],
-            "paused": spec.get("paused"),
-            "concurrency_limit": concurrency_from(spec.get("concurrency_limit")),
-            "triggers": triggers_from(spec["name"], spec.get("triggers") or []),
-        }
-    except ValueError as err:  # pydantic's ValidationError too: a value Prefect refuses
-        raise DeploymentSpecError(f"{where}: {str(err).splitlines()[0]}") from None
-    if spec.get("version_type") is not None:
-        options["version_type"] = spec["version_type"]
-    if spec.get("enforce_parameter_schema") is not None:
-        options["enforce_parameter_schema"] = bool(spec["enforce_parameter_schema"])
-    return flow.to_deployment(**options)
-
-
-def read_specs(path: Path | None = None) -> tuple[str, list[dict[str, Any]]]:
-    """The deployments of ``prefect.yaml``, checked (no Prefect import): (file name, specs)."""
-    path = path or PREFECT_YAML
-    config = yaml.safe_load(path.read_text()) or {}
-    unknown = set(config) - TOP_LEVEL_KEYS
-    if unknown:
-        raise DeploymentSpecError(f"{path.name}: unknown top-level key(s) {sorted(unknown)}")
-    if not config.get("deployments"):
-        raise DeploymentSpecError(f"{path.name}: no deployments")
-    for spec in config["deployments"]:
-        check_spec(spec, f"{path.name}: deployment {spec.get('name')!r}")
-    return path.name, config["deployments"]
-
-
-def load_deployments(path: Path | None = None) -> list[Any]:
-    """Every deployment of ``prefect.yaml`` as a RunnerDeployment, ready for ``serve``."""
-    source, specs = read_specs(path)
-    return [deployment_from(spec, source) for spec in specs]
-
-
-def _port_in_use(port: int) -> bool:
+def _free(port: int) -> bool:
     with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+        return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-@contextmanager
-def prefect_server(port: int | None = None):
-    """A Prefect server on loopback unless PREFECT_API_URL already names one.
+def _pick_port() -> int:
+    if wanted := os.environ.get("PREFECT_SERVER_API_PORT"):
+        if not _free(int(wanted)):
+            raise DeploymentSpecError(f"PREFECT_SERVER_API_PORT {wanted} is in use")
+        return int(wanted)
+    if _free(4200):
+        return 4200
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    The port is Prefect's own ``PREFECT_SERVER_API_PORT`` (4200). A port already taken (say, by
-    the compose stack's server) is refused rather than mistaken for the server started here.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
-    port = port or int(os.environ.get("PREFECT_SERVER_API_PORT", "4200"))
-    if _port_in_use(port):
-        raise ServerPortBusy(
-            f"port {port} is in use: set PREFECT_API_URL to serve on that server, or "
-            "PREFECT_SERVER_API_PORT to start one on another port"
-        )
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def start_server() -> subprocess.Popen[bytes]:
+    """``prefect server start`` on loopback, healthy; sets PREFECT_API_URL for what follows."""
+    port = _pick_port()
     url = f"http://127.0.0.1:{port}/api"
     persist_leases()  # a slot held by a run that dies with this server is freed after restart
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        start_new_session=True,
-    )
+    cmd = [*PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.monotonic() + 120
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("prefect server did not become healthy") from None
-                time.sleep(1)
-        os.environ["PREFECT_API_URL"] = url
-        print(f"Prefect server ready: http://127.0.0.1:{port}", flush=True)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        while not _healthy(url):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("prefect server did not become healthy")
+            time.sleep(1)
+    except BaseException:  # Ctrl-C while it starts too
+        stop(server)
+        raise
+    os.environ["PREFECT_API_URL"] = url
+    print(f"Prefect server ready: http://127.0.0.1:{port}", flush=True)
+    return server
 
 
-@contextmanager
-def _exit_on(*errors: type[Exception]):
-    """These errors as one line and exit status 1, without a traceback."""
-    try:
-        yield
-    except errors as err:
-        sys.exit(f"error: {err}")
+def ensure_pool(name: str) -> None:
+    """A process work pool with Prefect's default job template, unless it exists."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(name)
+        except ObjectNotFound:
+            template = ProcessWorker.get_default_base_job_template()
+            pool = WorkPoolCreate(name=name, type="process", base_job_template=template)
+            with suppress(ObjectAlreadyExists):  # another launcher created it just now
+                client.create_work_pool(pool)
 
 
-def _stop(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group, SIGKILL after 30 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
-def main() -> None:
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``): a worker starts each flow run in a
+    process group of its own, so killing the worker's group would leave them running."""
+    kids: list[str] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with suppress(OSError):
+            kids += (task / "children").read_text().split()
+    return [pid, *(p for kid in kids for p in _tree(int(kid)))]
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """Prefect's own shutdown (SIGTERM: the worker takes no new runs and winds down; measured
+    1-30 s). Should it wait on a flow run, a later Ctrl-C or SIGTERM kills it and its runs."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+    since = time.monotonic()
+    while worker.poll() is None:
+        if _signals.hurry:
+            for pid in _tree(worker.pid):
+                with suppress(OSError):
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+            break
+        if since and time.monotonic() - since > 3:
+            print("waiting for running flow runs (Ctrl-C again kills them)", flush=True)
+            since = 0.0
+        time.sleep(0.5)
+    worker.wait()
+
+
+class _Signals:
+    """The first SIGINT or SIGTERM stops; another one, 2 s or more later, hurries. Repeats
+    within 2 s are the same request: make and uv pass on the Ctrl-C or SIGTERM they get too."""
+
+    first: float | None = None
+    hurry = False
+
+
+_signals = _Signals()
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    now = time.monotonic()
+    if _signals.first is None:
+        _signals.first = now
+        raise KeyboardInterrupt
+    _signals.hurry = _signals.hurry or now - _signals.first >= 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m flows.schedule", description=__doc__)
+    parser.add_argument("--prefect-file", type=Path, default=PREFECT_YAML)
+    parser.add_argument("--with-healthcheck", action="store_true", help="worker health server")
+    args = parser.parse_args(argv)
     # A background `make schedule &` ignores SIGINT: stop on SIGTERM the same way.
-    signal.signal(signal.SIGTERM, _stop)
-    with _exit_on(DeploymentSpecError):
-        source, specs = read_specs()  # a bad prefect.yaml fails before a server starts
-    # Prefect is imported only once PREFECT_API_URL names the server: its settings are read
-    # at import, and without the URL every client here would talk to a temporary server.
-    with _exit_on(ServerPortBusy, DeploymentSpecError), prefect_server():
-        from prefect import serve
-
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _on_signal)
+    os.environ.setdefault("CLEARSIGHT_HOME", str(PREFECT_YAML.parent))  # the pull step's cwd
+    server = worker = None
+    try:
+        pool = check_file(args.prefect_file)
+        if not os.environ.get("PREFECT_API_URL"):
+            server = start_server()
+        # Prefect is imported only now: it fixes its settings (PREFECT_API_URL) at import.
         from flows.registry_lock import REGISTRY_LIMIT, ensure_registry_limit
 
-        deployments = [deployment_from(spec, source) for spec in specs]
-
+        ensure_pool(pool)
         ensure_registry_limit()
-        print(f"global concurrency limit '{REGISTRY_LIMIT}' (1 slot) is in place", flush=True)
-        try:
-            serve(*deployments)
-        except KeyboardInterrupt:
-            print("stopped serving")
+        print(f"work pool '{pool}', limit '{REGISTRY_LIMIT}' (1 slot): in place", flush=True)
+        deploy = [*PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file"]
+        subprocess.run([*deploy, str(args.prefect_file)], check=True)
+        command = [*PREFECT, "worker", "start", "--pool", pool, "--type", "process"]
+        if args.with_healthcheck:
+            command.append("--with-healthcheck")
+        worker = subprocess.Popen(command, start_new_session=True)
+        while worker.poll() is None and (server is None or server.poll() is None):
+            time.sleep(1)
+        sys.exit("error: the Prefect worker or server stopped")
+    except (DeploymentSpecError, RuntimeError) as err:
+        sys.exit(f"error: {err}")
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"error: prefect deploy failed (exit status {err.returncode})")
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    finally:
+        if worker is not None:
+            stop_worker(worker)
+        if server is not None:
+            stop(server)
 
 
 if __name__ == "__main__":

@@ -152,23 +152,90 @@ def test_incoming_batches_make_versions_and_one_retrain(
     assert watch_incoming() == []  # seen: nothing new
 
 
-def test_prefect_yaml_deployments_load_with_schedules() -> None:
-    from flows.schedule import load_deployments
+def _launcher_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """The launcher's own server: a fresh PREFECT_HOME, a free port, nothing phones home."""
+    import os
 
-    deployments = {d.name: d for d in load_deployments()}
-    assert set(deployments) == {"nightly", "incoming", "hourly"}
-    nightly = deployments["nightly"].schedules[0].schedule
-    assert nightly.cron == "0 3 * * *" and nightly.timezone == "UTC"
-    assert deployments["nightly"].parameters == {"source": "embedded", "only_if_new_data": True}
-    interval = deployments["incoming"].schedules[0].schedule
-    assert interval.interval.total_seconds() == 60
-    incoming = deployments["incoming"]
-    assert incoming.concurrency_limit == 1
-    assert incoming.concurrency_options.collision_strategy == "CANCEL_NEW"
-    assert incoming.parameters == {"claim_timeout_minutes": 300}
-    hourly = deployments["hourly"]  # flows/monitor.py
-    assert hourly.schedules[0].schedule.interval.total_seconds() == 3600
-    assert hourly.parameters == {"retrain_on_drift": True}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLEARSIGHT_"))}
+    return env | {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "CLEARSIGHT_DATA_DIR": str(tmp_path / "data"),  # a watcher poll that starts meanwhile
+        "CLEARSIGHT_MLFLOW_DIR": str(tmp_path / "mlflow"),
+    }
+
+
+@slow
+def test_make_schedule_deploys_prefect_yaml_with_schedules_and_the_registry_limit(
+    tmp_path: Path,
+) -> None:
+    """`python -m flows.schedule` (what `make schedule` and the compose worker run): a loopback
+    server, `prefect deploy --all`, a worker on the pool; SIGTERM stops all of it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.conftest import REPO
+    from tests.serving.conftest import free_port
+
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log = tmp_path / "schedule.log"
+    with log.open("w") as out:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "flows.schedule"],
+            cwd=REPO,
+            env=_launcher_env(tmp_path, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "Worker 'ProcessWorker" not in log.read_text():
+            assert launcher.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(1)
+        found = httpx.post(f"{api}/deployments/filter", json={}).json()
+        deployments = {d["name"]: d for d in found}
+        assert set(deployments) == {"nightly", "incoming", "hourly"}
+        assert {d["work_pool_name"] for d in found} == {"clearsight"}
+        nightly = deployments["nightly"]
+        [schedule] = [s["schedule"] for s in nightly["schedules"]]
+        assert schedule["cron"] == "0 3 * * *" and schedule["timezone"] == "UTC"
+        assert nightly["parameters"] == {"source": "embedded", "only_if_new_data": True}
+        incoming = deployments["incoming"]
+        assert [s["schedule"]["interval"] for s in incoming["schedules"]] == [60.0]
+        assert incoming["global_concurrency_limit"]["limit"] == 1
+        assert incoming["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+        assert incoming["parameters"] == {"claim_timeout_minutes": 300}
+        hourly = deployments["hourly"]
+        assert [s["schedule"]["interval"] for s in hourly["schedules"]] == [3600.0]
+        assert hourly["parameters"] == {"retrain_on_drift": True}
+        registry = httpx.get(f"{api}/v2/concurrency_limits/clearsight-registry").json()
+        assert (registry["limit"], registry["active"]) == (1, True)
+        workers = httpx.post(f"{api}/work_pools/clearsight/workers/filter", json={}).json()
+        assert [w["status"] for w in workers] == ["ONLINE"]
+    finally:
+        os.killpg(launcher.pid, signal.SIGTERM)
+        time.sleep(0.2)
+        with suppress(ProcessLookupError):  # a second signal (uv forwards one) changes nothing
+            os.killpg(launcher.pid, signal.SIGTERM)
+        assert launcher.wait(timeout=90) == 0, log.read_text()[-3000:]
+    with pytest.raises(httpx.TransportError):  # the server went with it
+        httpx.get(f"{api}/health", timeout=2)
+
+
+def test_schedule_checks_pass_the_repositorys_prefect_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.deployments import check_file
+
+    monkeypatch.setenv("CLEARSIGHT_HOME", "/srv/clearsight")
+    assert check_file() == "clearsight"
 
 
 FULL_SPEC = """
@@ -181,7 +248,7 @@ deployments:
   - name: every-key
     entrypoint: flows/retrain.py:retrain
     flow_name: retrain
-    description: all of them
+    description: "{{ prefect.variables.text }}"
     version: 7
     version_type: prefect:simple
     tags: [nightly, clearsight]
@@ -195,6 +262,7 @@ deployments:
         day_or: false
         active: false
         slug: weekdays
+        replaces: old
         parameters: {seed: 3}
       - interval: PT2H
         anchor_date: "2026-01-01T00:30:00+00:00"
@@ -205,72 +273,70 @@ deployments:
       - enabled: true
         match: {prefect.resource.id: clearsight.incoming}
         expect: [clearsight.batch.arrived]
+    pull: [{prefect.deployments.steps.git_clone: {repository: x}}]
     work_pool:
       name: clearsight
       work_queue_name: default
+      job_variables: {env: {A: b}}
 """
 
 
-def test_schedule_honours_every_key_of_a_deployment(tmp_path: Path) -> None:
-    from flows.schedule import load_deployments
+def test_schedule_checks_pass_every_key_prefect_deploy_honours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.deployments import check_file
 
+    monkeypatch.setenv("CLEARSIGHT_HOME", str(tmp_path))
     spec = tmp_path / "prefect.yaml"
     spec.write_text(FULL_SPEC)
-    [d] = load_deployments(spec)
-    assert (d.name, d.description, d.version) == ("every-key", "all of them", "7")
-    assert d.version_type == "prefect:simple"
-    assert d.tags == ["nightly", "clearsight"]
-    assert d.parameters == {"source": "embedded", "epochs": 1}
-    assert d.enforce_parameter_schema is False and d.paused is True
-    assert d.concurrency_limit == 2
-    assert d.concurrency_options.collision_strategy == "CANCEL_NEW"
-    assert d.concurrency_options.grace_period_seconds == 120
-    cron, every, rrule = d.schedules
-    assert cron.schedule.cron == "0 3 * * 1-5" and cron.schedule.timezone == "Europe/Berlin"
-    assert cron.schedule.day_or is False and cron.active is False
-    assert cron.slug == "weekdays" and cron.parameters == {"seed": 3}
-    assert every.schedule.interval.total_seconds() == 7200 and every.active is True
-    assert every.schedule.anchor_date.minute == 30
-    assert "BYDAY=SA" in rrule.schedule.rrule and rrule.schedule.timezone == "America/New_York"
-    [trigger] = d.triggers
-    assert trigger.name == "every-key__automation_1" and trigger.expect == {
-        "clearsight.batch.arrived"
-    }
+    assert check_file(spec) == "clearsight"
+
+
+ONE = "deployments:\n  - name: x\n    entrypoint: flows/incoming.py:watch_incoming\n"
+POOL = "    work_pool: {name: clearsight}\n"
 
 
 @pytest.mark.parametrize(
-    ("extra", "named"),
+    ("text", "named"),
     [
-        ("    sla: [{name: x, duration: 10}]\n", "sla"),
-        ("    pull: [{prefect.deployments.steps.git_clone: {repository: x}}]\n", "pull"),
-        ("    job_variables: {env: {A: b}}\n", "job_variables"),
-        ("    work_pool: {name: p, job_variables: {env: {A: b}}}\n", "job_variables"),
-        ("    description: '{{ prefect.variables.text }}'\n", "templated"),
-        ("    schedules: [{cron: '0 3 * * *', replaces: old}]\n", "replaces"),
+        (ONE + POOL + "    concurency_limit: 1\n", "concurency_limit"),  # Prefect drops it
+        (ONE + POOL + "    concurrency_limit: {limit: 1, collision: CANCEL_NEW}\n", "collision"),
+        (ONE + POOL + "    sla: [{name: x, duration: 10}]\n", "sla"),
+        (ONE + POOL + "    schedules: [{cron: '0 3 * * *', interval: 60}]\n", "exactly one"),
+        (ONE + POOL + "    schedules: [{every: 60}]\n", "every"),
+        (ONE + POOL + "    description: '{{ $CLEARSIGHT_UNSET }}'\n", "CLEARSIGHT_UNSET"),
+        (ONE + "    work_pool: {name: clearsight, job_variable: {}}\n", "job_variable"),
+        (ONE, "work_pool"),  # scheduled, never run
+        (ONE + POOL + ONE.split("\n", 1)[1] + "    work_pool: {name: other}\n", "other"),
+        ("deployment: []\n", "deployment"),
     ],
 )
-def test_schedule_refuses_what_serve_cannot_honour(tmp_path: Path, extra: str, named: str) -> None:
+def test_schedule_refuses_what_prefect_deploy_would_get_wrong(
+    tmp_path: Path, text: str, named: str
+) -> None:
     import subprocess
     import sys
 
-    from flows.schedule import DeploymentSpecError, load_deployments
+    from flows.deployments import DeploymentSpecError, check_file
+    from tests.conftest import REPO
 
     spec = tmp_path / "prefect.yaml"
-    spec.write_text(
-        "deployments:\n  - name: x\n    entrypoint: flows/incoming.py:watch_incoming\n" + extra
-    )
+    spec.write_text(text)
     with pytest.raises(DeploymentSpecError, match=named):
-        load_deployments(spec)
+        check_file(spec)
     if named == "sla":  # the command itself: one line, non-zero, before any server starts
-        script = (
-            "import sys; from pathlib import Path; import flows.schedule as s; "
-            f"s.PREFECT_YAML = Path({str(spec)!r}); s.main()"
-        )
         done = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "flows.schedule", "--prefect-file", str(spec)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode != 0
-        assert done.stderr.strip().splitlines()[-1].startswith("error: prefect.yaml")
+        assert done.stderr.strip().splitlines() == [
+            "error: prefect.yaml: deployment 'x': 'sla' works on Prefect Cloud only"
+        ]
+        assert "Prefect server ready" not in done.stdout
 
 
 def _settings(env, **train) -> Settings:

@@ -1,7 +1,7 @@
 #!/bin/sh
-# Prefect worker on the process work pool "clearsight", serving prefect.yaml's deployments.
-# Creating the pool and deploying are idempotent, so a restarted container converges.
+# Prefect worker on the process work pool "clearsight", serving prefect.yaml's deployments:
+# the same launcher as `make schedule` (flows/schedule.py), against the compose stack's server
+# (PREFECT_API_URL): checks prefect.yaml, creates the pool and the registry limit if missing,
+# `prefect deploy --all`, then the worker. Idempotent, so a restarted container converges.
 set -eu
-prefect work-pool create clearsight --type process --overwrite
-prefect --no-prompt deploy --all
-exec prefect worker start --pool clearsight --type process --with-healthcheck
+exec python -m flows.schedule --with-healthcheck
