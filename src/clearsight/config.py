@@ -74,6 +74,14 @@ class DataSettings(BaseModel):
         le=1.0,
         description="Share of images whose features must lie in the reference's 0.1-99.9% range.",
     )
+    compact_every: int = Field(
+        default=50,
+        ge=0,
+        description=(
+            "Merge this many accepted batch files (and this many packs of a level) into one "
+            "pack, so loading a data version opens few files; 0 or 1 never compacts."
+        ),
+    )
 
 
 class TrainSettings(BaseModel):

@@ -232,7 +232,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 24 else text[:21] + "..."
 
 
-def _observed(result: dict[str, Any]) -> str:
+def observed_phrase(result: dict[str, Any]) -> str:
     """Turn a GE result dict into a short phrase: the value, or the unexpected examples."""
     if result.get("observed_value") is not None:
         value = result["observed_value"]
@@ -320,7 +320,7 @@ def check_contract(
             column=str(result.expectation_config.kwargs.get("column")),
             description=spec_by_id[result.expectation_config.id]["why"],
             success=bool(result.success),
-            observed=_observed(result.result),
+            observed=observed_phrase(result.result),
         )
         for result in suite_result.results
     ]

@@ -19,6 +19,7 @@ merged content a check saw is the content the new version holds.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from clearsight.config import Settings
-from clearsight.data.contract import ValidationReport, check_contract, load_reference
+from clearsight.data.contract import expectation_specs, load_reference
 from clearsight.data.dataset import Dataset
 from clearsight.data.incoming import (
     CLAIM_TIMEOUT,
@@ -41,44 +41,20 @@ from clearsight.data.incoming import (
     new_batches,
     release,
 )
+from clearsight.data.ingest_checks import BatchCheck, Candidate, batch_frame, run_checks
 from clearsight.data.profile import profile_dataset
+from clearsight.data.running import RunningProfile, signature
 from clearsight.data.sources import load, load_folder, load_idx, load_npz
 from clearsight.data.splits import HoldoutStore
-from clearsight.data.versions import BatchRef, VersionStore, merge, newest
+from clearsight.data.versions import BatchRef, DataVersion, VersionStore
 from clearsight.errors import DataSourceError
 from clearsight.files import exclusive_lock
+
+logger = logging.getLogger(__name__)
 
 INGEST_LOCK = ".ingest.lock"
 ACCEPTED = "accepted"
 QUARANTINED = "quarantined"
-
-
-@dataclass(frozen=True)
-class BatchCheck:
-    """Both checks of one batch; ``error`` when it could not even be read."""
-
-    passed: bool
-    reason: str
-    own: ValidationReport | None = None
-    merged: ValidationReport | None = None
-    n_images: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "reason": self.reason,
-            "n_images": self.n_images,
-            "own": self.own.to_dict() if self.own else None,
-            "merged": self.merged.to_dict() if self.merged else None,
-        }
-
-    def to_markdown(self, title: str) -> str:
-        parts = [f"# {title}", "", self.reason, ""]
-        for heading, report in (("The batch on its own", self.own), ("Merged", self.merged)):
-            if report is not None:
-                body = report.to_markdown().replace("# Data contract", "Data contract", 1)
-                parts += [f"## {heading}", "", body]
-        return "\n".join(parts)
 
 
 @dataclass(frozen=True)
@@ -136,51 +112,19 @@ def holdout_hashes(settings: Settings) -> set[str]:
     return set(store.load().content_hashes()) if store.exists() else set()
 
 
-def _keyed(frame: pd.DataFrame, leak_rows: np.ndarray, held: set[str]) -> pd.DataFrame:
-    """The duplicate and leakage columns the contract reads (``profile_splits`` adds them for
-    splits): duplicates within the table, and ``leak_rows`` that are holdout images."""
-    keys = frame["split"] + ":" + frame["content_hash"]
-    # Duplicates the data already held before this batch are not the batch's doing (the
-    # contract judges them per split at training): only a duplicate involving a new row counts.
-    new_hashes = set(frame.loc[leak_rows, "content_hash"])
-    old_only = ~leak_rows & ~frame["content_hash"].isin(new_hashes)
-    keys[old_only] = "held:" + frame.loc[old_only, "row"].astype(str)
-    frame["split_content_hash"] = keys
-    frame["holdout_leak"] = (leak_rows & frame["content_hash"].isin(held)).astype(np.int64)
-    return frame
-
-
-def check_batch(settings: Settings, current: Dataset, batch: Dataset, held: set[str]) -> BatchCheck:
-    """The batch on its own (per-image rules), then merged into ``current`` (every rule)."""
-    if not len(batch):
-        return BatchCheck(False, "the batch holds no images")
-    reference = load_reference(settings.reference_profile_path)
-    own_frame = profile_dataset(batch, "batch")
-    own_frame = _keyed(own_frame, np.ones(len(own_frame), bool), held)
-    own = check_contract(own_frame, settings.data, reference, per_image=True)
-    if not own.success:
-        return BatchCheck(False, _reason(own, "on its own"), own, None, len(batch))
-    try:
-        merged_data = merge(current, [batch], "candidate")
-    except DataSourceError as err:
-        return BatchCheck(False, err.one_line(), own, None, len(batch))
-    merged_frame = profile_dataset(merged_data, "merged")
-    is_new = np.arange(len(merged_frame)) >= len(current)
-    merged = check_contract(
-        _keyed(merged_frame, is_new, held), settings.data, reference, per_image=False
-    )
-    if not merged.success:
-        return BatchCheck(False, _reason(merged, "merged"), own, merged, len(batch))
-    return BatchCheck(
-        True, f"{len(batch)} images passed on their own and merged", own, merged, len(batch)
-    )
-
-
-def _reason(report: ValidationReport, where: str) -> str:
-    failed = report.failures
-    named = "; ".join(f"{o.description}: observed {o.observed}" for o in failed[:3])
-    more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
-    return f"contract failed {where}: {named}{more}"
+def running_profile(
+    store: VersionStore, version: DataVersion, base: Dataset, specs: list[dict[str, Any]]
+) -> RunningProfile:
+    """The version's running statistics: as recorded when it was made, or (a store from
+    before them, or a reference profile that changed the rules' bounds) recomputed from its
+    whole content once and recorded."""
+    saved = store.stats(version.id)
+    if saved is not None and saved.get("signature") == signature(specs):
+        return RunningProfile.from_dict(saved)
+    frame = profile_dataset(store.dataset(version, base), "merged")
+    stats = RunningProfile.of(frame, specs)
+    store.write_stats(version.id, stats.to_dict())
+    return stats
 
 
 @contextmanager
@@ -218,31 +162,61 @@ def quarantine(settings: Settings, batch: Batch, check: BatchCheck) -> tuple[Pat
     return destination, json_path
 
 
-def ingest_batch(settings: Settings, base: Dataset, batch: Batch) -> BatchOutcome:
+def ingest_batch(
+    settings: Settings, base: Dataset, batch: Batch, held: set[str] | None = None
+) -> BatchOutcome:
     """Check one (claimed) batch against the newest version of ``base``: a new version, or
-    quarantine. Idempotent: a batch a version already holds is reported, not added again."""
+    quarantine. Idempotent: a batch a version already holds is reported, not added again.
+
+    O(batch): the newest version's manifest, running statistics and the index shards of the
+    batch's images are read, never the version's data (``held``: the holdout's hashes, when
+    the caller already has them).
+    """
     store = VersionStore.of(settings)
     name = batch.path.name
     with ingest_lock(settings):
         done = store.find_batch(base.digest, name, batch.fingerprint)
         if done is not None:
             return BatchOutcome(name, True, "already in this version", done.id)
-        current = newest(settings, base)
-        assert current is not None
+        head = store.root(settings.data, base)  # the newest version (the root on first use)
+        index = store.ensure_index(head, base)
+        reference = load_reference(settings.reference_profile_path)
+        specs = expectation_specs(settings.data, reference)
+        held = holdout_hashes(settings) if held is None else held
         try:
             data = read_batch(batch, settings)
         except DataSourceError as err:
             check = BatchCheck(False, f"unreadable: {err.one_line()}")
         else:
-            check = check_batch(settings, current.dataset, data, holdout_hashes(settings))
+            before = running_profile(store, head, base, specs)
+            candidate = Candidate(
+                settings, data, batch_frame(data, held), head, before, specs, reference, index, held
+            )
+            check = run_checks(candidate)
         if not check.passed:
             moved, report = quarantine(settings, batch, check)
             return BatchOutcome(name, False, check.reason, None, str(moved), str(report))
         stored = Dataset(data.pixels(), data.labels.astype(np.int64), data.origin)
-        merged = merge(current.dataset, [stored], "candidate")
+        same = data.images.dtype == np.uint8 and np.array_equal(data.images, stored.images)
+        frame = candidate.frame if same else batch_frame(stored, held)
+        stats = before.add(frame, specs)
         ref = BatchRef(name, batch.fingerprint, len(stored))
-        version = store.add(current.version, merged, stored, ref)
+        hashes = list(frame["content_hash"])
+        version = store.add(head, stored, ref, hashes, stats.to_dict())
+        _compact(store, version, settings.data.compact_every)
     return BatchOutcome(name, True, f"{len(stored)} image(s)", version.id)
+
+
+def _compact(store: VersionStore, version: DataVersion, every: int) -> None:
+    """Compaction is upkeep: when it fails (a full disk), the version it follows stands and
+    the next ingest tries again."""
+    try:
+        done = store.compact(version, every)
+    except (OSError, DataSourceError) as err:
+        logger.warning("compacting the batch files of %s failed: %s", version.id, err)
+        return
+    if done is not None and done.written:
+        logger.info("compacted %d batch files into %s", len(done.removed), done.written)
 
 
 def ingest_pending(
@@ -260,15 +234,14 @@ def ingest_pending(
         return IngestResult(None, None)
     base = load(settings.data)
     store = VersionStore.of(settings)
-    current = newest(settings, base)  # records the base's root version on first use
-    assert current is not None
-    before = current.version.id
+    before = store.root(settings.data, base).id  # records the base's root on first use
+    held = holdout_hashes(settings)
     outcomes = []
     for batch in pending:
         if not claim(folder, batch, stale_after=stale_after, run=run):
             continue  # another poller has it
         try:
-            outcome = ingest_batch(settings, base, batch)
+            outcome = ingest_batch(settings, base, batch, held)
         except BaseException:  # stopped or crashed: the next poll takes it again
             release(folder, batch)
             raise
