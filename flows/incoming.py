@@ -3,7 +3,7 @@
 Polling (a deployment on an interval schedule, see prefect.yaml) rather than an event trigger:
 it needs no file-system event source, works the same on a laptop, in the compose stack and on
 Kubernetes, and the ledger makes it idempotent. Each poll ingests all new batches
-(``clearsight.data.ingest.ingest_pending``: claim -> accept as a new data version, or
+(``clearsight.pipelines.ingest.ingest_pending``: claim -> accept as a new data version, or
 quarantine with a report -> ledger), then, if the newest data version changed, runs ONE
 ``retrain`` (as a subflow) on it: ten feedback batches make ten versions and one training.
 
@@ -34,7 +34,7 @@ def watch_incoming(
 ) -> list[dict[str, str]]:
     """Ingest the new batches this run claims; retrain once when the newest data version
     changed. Returns each batch with its outcome (and the retrain's, on accepted ones)."""
-    from clearsight.data.ingest import ingest_pending
+    from clearsight.pipelines.ingest import ingest_pending
 
     logger = get_run_logger()
     settings = Settings()

@@ -1,6 +1,6 @@
 """The ``monitor`` flow: served traffic against the champion's training reference, hourly.
 
-One library call (``clearsight.monitoring.check.run_monitor``) tests the newest window of the
+One library call (``clearsight.pipelines.monitor.run_monitor``) tests the newest window of the
 traffic log, logs the report to MLflow (experiment ``clearsight-monitoring``) and writes the
 scores the service shows in ``/metrics``. This flow decides what drift means:
 
@@ -30,8 +30,8 @@ from prefect.states import Completed, Failed, State
 
 from clearsight.config import Settings
 from clearsight.errors import MonitorError
-from clearsight.monitoring.check import MonitorOutcome
 from clearsight.offline import quiet_output
+from clearsight.pipelines.monitor import MonitorOutcome
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
@@ -39,7 +39,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 @task(name="check-drift", cache_policy=NO_CACHE, timeout_seconds=1800)
 def check_drift(settings: Settings, window: int | None) -> MonitorOutcome | None:
     """The library's monitor; None when there is too little traffic to test."""
-    from clearsight.monitoring.check import run_monitor
+    from clearsight.pipelines.monitor import run_monitor
 
     try:
         return run_monitor(settings, window)

@@ -31,12 +31,12 @@ from clearsight.data.gate import GatedData
 from clearsight.data.ingest import IngestResult
 from clearsight.errors import ClearsightError, Terminated
 from clearsight.offline import quiet_output
+from clearsight.pipelines.train import TrainingRun
 from clearsight.promotion import Decision
 from clearsight.reporting.retrain_summary import RetrainSummary
 from clearsight.tracking.data_lineage import DataFreshness
 from clearsight.tracking.faults import bounded_http_retries, is_transient
 from clearsight.tracking.lifecycle import terminate_gracefully
-from clearsight.tracking.run import TrainingRun
 from flows.registry_lock import persist_leases, registry_slot
 
 # The temporary local server can take 20 s or more to start on a busy 2-core machine.
@@ -120,9 +120,9 @@ def train_model(settings: Settings, gated: GatedData) -> TrainingRun:
     run fails after all, so a failed attempt leaves a FAILED run and no version, and the retry
     one complete run with exactly one version.
     """
-    from clearsight.tracking.run import run_training
+    from clearsight.pipelines.train import train_and_assess
 
-    return run_training(settings, gated, verbose=2)
+    return train_and_assess(settings, gated, verbose=2)
 
 
 @task(
@@ -134,7 +134,7 @@ def train_model(settings: Settings, gated: GatedData) -> TrainingRun:
 )
 def evaluate_and_promote(settings: Settings, gated: GatedData, run: TrainingRun) -> Decision:
     """Champion vs challenger on the frozen holdout; aliases move only on a pass."""
-    from clearsight.tracking.registry import evaluate_and_promote as promote
+    from clearsight.pipelines.promote import evaluate_and_promote as promote
 
     return promote(settings, gated.splits.holdout, run.version)
 
@@ -193,7 +193,7 @@ def ingest_incoming(settings: Settings) -> IngestResult:
     """New batches of the incoming folder -> data versions, or quarantine with a report."""
     from prefect.runtime import flow_run
 
-    from clearsight.data.ingest import ingest_pending
+    from clearsight.pipelines.ingest import ingest_pending
 
     result = ingest_pending(settings, run=f"{flow_run.get_name()} ({flow_run.get_id()})")
     if result.outcomes:

@@ -5,13 +5,13 @@ The bounds come from the served version's own training reference
 (``monitoring/reference.npz`` of its MLflow run) when the service follows the registry
 (MLflow is there); a pinned bento, which runs without MLflow, uses the bounds of the embedded
 MNIST digits shipped with the library, and the log says which. The monitor (``clearsight
-monitor`` or the ``monitor`` flow) writes its latest scores to ``<traffic_dir>/drift.json``;
-a daemon thread here copies them into gauges every few seconds, so a scrape never reads a file.
+monitor`` or the ``monitor`` flow) writes its latest scores (``DriftScores``, the file
+``<traffic_dir>/drift.json``); a daemon thread here reads that record into gauges every few
+seconds, so a scrape never reads a file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -20,11 +20,12 @@ from pathlib import Path
 import bentoml
 
 from clearsight.config import Settings
+from clearsight.errors import RecordError
 from clearsight.inference.provenance import Provenance
-from clearsight.inference.schemas import PredictResponse
-from clearsight.monitoring.bounds import Bounds
+from clearsight.monitoring.bounds import Bounds, OutOfBounds
 from clearsight.monitoring.reference import ARTIFACT
 from clearsight.monitoring.requests import RequestMonitor, default_bounds
+from clearsight.monitoring.scores import SCORES_FILE, DriftScores
 from clearsight.monitoring.traffic import TrafficLog
 
 logger = logging.getLogger("clearsight.serving")
@@ -44,7 +45,7 @@ OUT_OF_DISTRIBUTION_IMAGES = bentoml.metrics.Counter(
 DRIFT_SCORE = bentoml.metrics.Gauge(
     name="clearsight_drift_score",
     documentation="The monitor's latest -log10 adjusted p-value per drift test "
-    "(2 = the default alpha 0.01); from <traffic_dir>/drift.json.",
+    "(2 = the default alpha 0.01); from the monitor's DriftScores (<traffic_dir>/drift.json).",
     labelnames=["test"],
     multiprocess_mode="livemostrecent",  # one value, not one per worker pid
 )
@@ -81,7 +82,7 @@ class ServiceMonitoring:
             else "off",
         )
         self._start_refresher()
-        return RequestMonitor(bounds, self.log, provenance.version)
+        return RequestMonitor(bounds, self.log, provenance.version, on_checks=count_checks)
 
     def _run_bounds(self, provenance: Provenance) -> Bounds | None:
         if not provenance.run_id:
@@ -94,14 +95,6 @@ class ServiceMonitoring:
         except Exception:  # MLflow unreachable, an old run: fall back, never fail a load
             logger.warning("cannot read v%s's %s", provenance.version, ARTIFACT, exc_info=True)
             return None
-
-    @staticmethod
-    def observe(response: PredictResponse) -> None:
-        for result in response.results:
-            if result.out_of_distribution:
-                OUT_OF_DISTRIBUTION_IMAGES.inc()
-            for check in result.out_of_distribution:
-                OUT_OF_DISTRIBUTION.labels(check=check.split(" ", 1)[0]).inc()
 
     # -- drift scores ---------------------------------------------------------------------
     def _start_refresher(self) -> None:
@@ -117,19 +110,31 @@ class ServiceMonitoring:
             time.sleep(SCORES_REFRESH_S)
 
     def refresh_scores(self) -> None:
-        """Copy drift.json into the gauges when it changed (written atomically by the
-        monitor, so it is whole or absent)."""
-        path = self.traffic_dir / "drift.json"
+        """Copy the monitor's latest ``DriftScores`` into the gauges when the file changed
+        (written atomically by the monitor, so it is whole or absent). A record of another
+        version is refused with one warning per file change, and the gauges keep their
+        values."""
+        path = self.traffic_dir / SCORES_FILE
         try:
             mtime = path.stat().st_mtime
             if mtime == self._scores_mtime:
                 return
-            body = json.loads(path.read_text())
-        except (OSError, ValueError):
+            self._scores_mtime = mtime
+            scores = DriftScores.read(self.traffic_dir)
+        except OSError:
             return
-        self._scores_mtime = mtime
-        scores = body.get("scores", {})
-        for name, value in scores.items():
-            if name.startswith("drift_score_"):
-                DRIFT_SCORE.labels(test=name.removeprefix("drift_score_")).set(float(value))
-        DRIFT_DETECTED.set(float(scores.get("drift_detected", 0.0)))
+        except RecordError as err:
+            logger.warning("drift scores not shown: %s", err.one_line())
+            return
+        for test, score in scores.tests.items():
+            DRIFT_SCORE.labels(test=test).set(score)
+        DRIFT_DETECTED.set(float(scores.drifted))
+
+
+def count_checks(failed: list[list[OutOfBounds]]) -> None:
+    """The out-of-distribution counters, from each reviewed batch's failed checks."""
+    for checks in failed:
+        if checks:
+            OUT_OF_DISTRIBUTION_IMAGES.inc()
+        for check in checks:
+            OUT_OF_DISTRIBUTION.labels(check=check.feature).inc()

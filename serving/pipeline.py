@@ -50,12 +50,12 @@ class ServiceState:
         return response
 
     def observe(self, response: PredictResponse) -> None:
-        """Per-method explanation latency, per-status image counts, the traffic log."""
+        """Per-method explanation latency and per-status image counts (out-of-distribution
+        counts come from the request monitor's records: ``monitoring.count_checks``)."""
         for method, ms in response.timing.methods_ms.items():
             EXPLANATION_SECONDS.labels(method=method).observe(ms / 1e3)
         for result in response.results:
             IMAGES.labels(status=result.status).inc()
-        self.monitoring.observe(response)
 
 
 def current_state() -> ServiceState:

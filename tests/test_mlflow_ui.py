@@ -16,8 +16,8 @@ import pytest
 
 from clearsight.config import PromotionSettings, TrainSettings
 from clearsight.data.gate import run_data_gate
-from clearsight.tracking.registry import evaluate_and_promote
-from clearsight.tracking.run import TrainingRun, run_training
+from clearsight.pipelines.promote import evaluate_and_promote
+from clearsight.pipelines.train import TrainingRun, train_and_assess
 
 from .browser import ARTIFACTS, browser_page, needs_chromium
 from .conftest import stores_under
@@ -39,7 +39,7 @@ def promoted(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainingRun, str
         tracking={"log_system_metrics": False, "log_explanations": False},
     )
     gated = run_data_gate(settings)
-    run = run_training(settings, gated, verbose=0)
+    run = train_and_assess(settings, gated, verbose=0)
     decision = evaluate_and_promote(settings, gated.splits.holdout, run.version)
     assert decision.promoted
     return run, decision.reason

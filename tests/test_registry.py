@@ -8,8 +8,9 @@ from clearsight.data import Dataset
 from clearsight.errors import RegistryError
 from clearsight.model.cnn import build_cnn
 from clearsight.model.fitting import train
+from clearsight.pipelines.promote import evaluate_and_promote
 from clearsight.tracking import store as tracking
-from clearsight.tracking.registry import evaluate_and_promote, registry_state, rollback
+from clearsight.tracking.registry import registry_state, rollback
 from clearsight.tracking.run import log_keras_model
 
 from .conftest import REPO, stores_under

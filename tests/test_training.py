@@ -16,7 +16,7 @@ from clearsight.data.gate import run_data_gate
 from clearsight.model.cnn import build_cnn
 from clearsight.model.evaluation import predict_probabilities
 from clearsight.model.fitting import train
-from clearsight.tracking.run import TrainingRun, run_training
+from clearsight.pipelines.train import TrainingRun, train_and_assess
 
 from .conftest import REPO
 
@@ -57,7 +57,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def trained(store: Settings) -> tuple[TrainingRun, object]:
     gated = run_data_gate(store)
-    return run_training(store, gated, verbose=0), gated
+    return train_and_assess(store, gated, verbose=0), gated
 
 
 def _all_artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
@@ -149,7 +149,7 @@ def test_cli_explains_a_png_with_the_champion(store: Settings, trained, tmp_path
     """`clearsight explain` on a digit PNG: overlays written, prediction and quality printed."""
     from PIL import Image
 
-    from clearsight.tracking.registry import evaluate_and_promote
+    from clearsight.pipelines.promote import evaluate_and_promote
 
     run_info, gated = trained
     settings = store.override("promotion", min_class_recall=0.0)

@@ -15,6 +15,23 @@ MethodName = Literal[
     "integrated_gradients", "grad_cam", "saliency", "smoothgrad", "occlusion", "shap"
 ]
 METHOD_NAMES: tuple[MethodName, ...] = get_args(MethodName)
+# Each name once, for the code: a typo is then a NameError, not a silently missing metric.
+INTEGRATED_GRADIENTS: MethodName = "integrated_gradients"
+GRAD_CAM: MethodName = "grad_cam"
+SALIENCY: MethodName = "saliency"
+SMOOTHGRAD: MethodName = "smoothgrad"
+OCCLUSION: MethodName = "occlusion"
+SHAP: MethodName = "shap"
+# What a request explains when it names no method (HTTP API, CLI).
+DEFAULT_METHODS: tuple[MethodName, ...] = (INTEGRATED_GRADIENTS, GRAD_CAM)
+# What a training run measures the quality of on its holdout panel (SHAP costs too much).
+QUALITY_METHODS: tuple[MethodName, ...] = (
+    SALIENCY,
+    INTEGRATED_GRADIENTS,
+    SMOOTHGRAD,
+    GRAD_CAM,
+    OCCLUSION,
+)
 
 # Registry aliases: the newest version, the one served, and the one a rollback returns to.
 CHAMPION = "champion"

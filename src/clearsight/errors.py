@@ -92,6 +92,11 @@ class MonitorError(ClearsightError):
     """Nothing for the drift monitor to judge yet (too little traffic), or no champion."""
 
 
+class RecordError(ClearsightError, ValueError):
+    """A record file written by another version of clearsight, or not by it at all (drift
+    scores): refused whole, with what was expected, rather than half read."""
+
+
 class Terminated(SystemExit):
     """SIGTERM (a ``kill``, a container stop, a CI timeout) during a long command, raised in
     the main thread so every ``with`` block on the way out cleans up (a training run ends

@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from clearsight.choices import INTEGRATED_GRADIENTS
 from clearsight.config import PromotionSettings
 from clearsight.data import Dataset
 from clearsight.digits import to_model_input
@@ -26,8 +27,14 @@ from clearsight.model.evaluation import (
     mcnemar_p_value,
     single_image_latency_ms,
 )
+from clearsight.quality_metrics import (
+    COMPLETENESS_GAP_MEDIAN,
+    RANDOM,
+    QualityMetrics,
+    deletion_auc,
+)
 
-IG = "integrated_gradients"
+IG = INTEGRATED_GRADIENTS
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class Candidate:
     evaluation: Evaluation
     latency_p95_ms: float
     size_mb: float
-    explanation: dict[str, float]
+    explanation: QualityMetrics | None  # None: the explanation checks were skipped
 
     def metrics(self) -> dict[str, float]:
         return (
@@ -95,7 +102,7 @@ class Candidate:
                 "latency_p95_ms": self.latency_p95_ms,
                 "model_mb": self.size_mb,
             }
-            | self.explanation
+            | (self.explanation.flat() if self.explanation is not None else {})
         )
 
 
@@ -107,17 +114,17 @@ def model_size_mb(model: keras.Model) -> float:
         return path.stat().st_size / 1e6
 
 
-def explanation_checks(model: keras.Model, panel: Dataset) -> dict[str, float]:
+def explanation_checks(model: keras.Model, panel: Dataset) -> QualityMetrics:
     """Integrated-gradients quality on the holdout panel: what the policy checks.
 
     Only completeness and deletion against a random order are computed; the full report with
-    every method and the sanity check belongs to the training run. Same panel, same metric
-    names (``explain_integrated_gradients_...``) as the run, so the numbers agree.
+    every method and the sanity check belongs to the training run. Same panel, same record
+    (``QualityMetrics``) as the run, so the numbers agree.
     """
     from clearsight.explain.quality import quality_report
 
     x = to_model_input(panel.pixels())
-    return quality_report(model, x, methods=(IG,), randomize=False).metrics
+    return quality_report(model, x, methods=(IG,), randomize=False).quality
 
 
 def score(model: keras.Model, version: str, holdout: Dataset, panel: Dataset | None) -> Candidate:
@@ -129,7 +136,7 @@ def score(model: keras.Model, version: str, holdout: Dataset, panel: Dataset | N
         evaluation=evaluate(model, pixels, holdout.labels),
         latency_p95_ms=single_image_latency_ms(model, pixels)["p95"],
         size_mb=model_size_mb(model),
-        explanation=explanation_checks(model, panel) if panel is not None else {},
+        explanation=explanation_checks(model, panel) if panel is not None else None,
     )
 
 
@@ -161,7 +168,8 @@ def decide(
             ".keras file",
         ),
     ]
-    gap = challenger.explanation.get(f"explain_{IG}_completeness_gap_median")
+    quality = challenger.explanation or QualityMetrics()
+    gap = quality.value(IG, COMPLETENESS_GAP_MEDIAN)
     if gap is not None:
         checks.append(
             Check(
@@ -172,8 +180,8 @@ def decide(
                 "attributions add up",
             )
         )
-    deletion = challenger.explanation.get(f"explain_{IG}_deletion_auc_zero")
-    random_deletion = challenger.explanation.get("explain_random_deletion_auc_zero")
+    deletion = quality.value(IG, deletion_auc("zero"))
+    random_deletion = quality.value(RANDOM, deletion_auc("zero"))
     if deletion is not None and random_deletion is not None:
         checks.append(
             Check(

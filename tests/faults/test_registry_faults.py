@@ -18,8 +18,9 @@ from clearsight.config import PromotionSettings, Settings, TrainSettings
 from clearsight.data import Dataset, HoldoutStore
 from clearsight.errors import RegistryError
 from clearsight.model.fitting import train
+from clearsight.pipelines.promote import evaluate_and_promote
 from clearsight.tracking import store as tracking
-from clearsight.tracking.registry import evaluate_and_promote, registry_state
+from clearsight.tracking.registry import registry_state
 from clearsight.tracking.registry_lock import lock_path, registry_lock
 from clearsight.tracking.run import log_keras_model
 from tests.conftest import REPO

@@ -24,8 +24,9 @@ from mlflow.tracking import MlflowClient
 
 from clearsight.data import Dataset
 from clearsight.errors import DataSourceError, RegistryError
+from clearsight.pipelines.promote import evaluate_and_promote
 from clearsight.tracking.faults import BOUNDED_HTTP_RETRIES, is_transient
-from clearsight.tracking.registry import evaluate_and_promote, registry_state
+from clearsight.tracking.registry import registry_state
 from flows.retrain import is_io_fault
 from tests.faults.conftest import (
     Store,

@@ -1,5 +1,5 @@
 """``clearsight monitor`` and the ``monitor`` flow on a real registry whose champion was
-trained by ``run_training`` (so its run logged ``monitoring/reference.npz``), with traffic
+trained by ``train_and_assess`` (so its run logged ``monitoring/reference.npz``), with traffic
 written by the service's own ``RequestMonitor``."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory):
-    """A champion trained by run_training (2 epochs, no explanation artifacts) on the
+    """A champion trained by train_and_assess (2 epochs, no explanation artifacts) on the
     embedded digits, stores under tmp; yields (settings, model, shuffled holdout pixels in
     0-1, run id)."""
     root = tmp_path_factory.mktemp("monitor")
@@ -48,12 +48,13 @@ def champion(tmp_path_factory: pytest.TempPathFactory):
             mp.setenv(key, value)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         from clearsight.data.gate import run_data_gate
-        from clearsight.tracking.registry import evaluate_and_promote, load_model_ref
-        from clearsight.tracking.run import run_training
+        from clearsight.pipelines.promote import evaluate_and_promote
+        from clearsight.pipelines.train import train_and_assess
+        from clearsight.tracking.registry import load_model_ref
 
         settings = Settings()
         gated = run_data_gate(settings)
-        run = run_training(settings, gated, verbose=0)
+        run = train_and_assess(settings, gated, verbose=0)
         decision = evaluate_and_promote(settings, gated.splits.holdout, run.version)
         assert decision.promoted, decision.reason
         model, _ = load_model_ref(settings, "champion", root / "model")
@@ -83,7 +84,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_training_run_logged_its_reference(champion) -> None:
     settings, _, _, run_id = champion
-    from clearsight.tracking.monitoring import champion_reference
+    from clearsight.pipelines.monitor import champion_reference
 
     logged = mlflow.MlflowClient().list_artifacts(run_id, "monitoring")
     assert [a.path for a in logged] == [ARTIFACT]
@@ -95,7 +96,8 @@ def test_the_training_run_logged_its_reference(champion) -> None:
 def test_monitor_is_quiet_on_a_clean_stream_and_flags_a_shifted_one(champion) -> None:
     settings, model, holdout, _ = champion
     from clearsight.errors import MonitorError
-    from clearsight.monitoring.check import run_monitor
+    from clearsight.monitoring.scores import DriftScores
+    from clearsight.pipelines.monitor import run_monitor
 
     with pytest.raises(MonitorError, match="at least 20"):  # the CLI: one line, exit 1
         run_monitor(settings)
@@ -108,8 +110,9 @@ def test_monitor_is_quiet_on_a_clean_stream_and_flags_a_shifted_one(champion) ->
     assert report["window"] == 200 and report["mlflow_run_id"]
     logged = mlflow.MlflowClient().list_artifacts(report["mlflow_run_id"], "monitoring")
     assert {a.path for a in logged} == {"monitoring/drift.png", "monitoring/report.json"}
-    scores = json.loads((settings.traffic_dir / "drift.json").read_text())
-    assert scores["scores"]["drift_detected"] == 0.0
+    scores = DriftScores.read(settings.traffic_dir)
+    assert not scores.drifted and scores.mlflow_run_id == report["mlflow_run_id"]
+    assert set(scores.tests) == {t["name"] for t in report["tests"]}
 
     log_traffic(settings, model, SHIFTS["thick"](holdout[200:300], np.random.default_rng(0)))
     shifted = cli("monitor", "--window", "100", "--fail-on-drift")
@@ -117,12 +120,12 @@ def test_monitor_is_quiet_on_a_clean_stream_and_flags_a_shifted_one(champion) ->
     assert "drift" in shifted.stdout and "ink_fraction" in shifted.stdout
     runs = mlflow.search_runs(experiment_names=["clearsight-monitoring"])
     assert sorted(runs["tags.verdict"]) == ["drift", "no drift"]
-    assert json.loads((settings.traffic_dir / "drift.json").read_text())["verdict"] == "drift"
+    assert DriftScores.read(settings.traffic_dir).verdict == "drift"
 
 
 def test_monitor_flow_alerts_without_newer_data_and_sees_new_batches(champion) -> None:
     settings, model, holdout, _ = champion
-    from clearsight.monitoring.check import newer_labelled_data
+    from clearsight.pipelines.monitor import newer_labelled_data
     from flows.monitor import monitor
 
     log_traffic(settings, model, SHIFTS["inverted"](holdout[300:400], np.random.default_rng(1)))
@@ -148,8 +151,8 @@ def test_monitor_flow_alerts_without_newer_data_and_sees_new_batches(champion) -
 
 def test_a_version_without_a_logged_reference_uses_the_frozen_holdout(champion) -> None:
     settings, model, _, _ = champion
+    from clearsight.pipelines.monitor import champion_reference
     from clearsight.tracking import store
-    from clearsight.tracking.monitoring import champion_reference
     from clearsight.tracking.run import log_keras_model
 
     store.configure(settings)

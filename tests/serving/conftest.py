@@ -26,8 +26,8 @@ import pytest
 from clearsight.config import PromotionSettings, Settings, TrainSettings
 from clearsight.data import Dataset
 from clearsight.model.fitting import train
+from clearsight.pipelines.promote import evaluate_and_promote
 from clearsight.tracking import store as tracking
-from clearsight.tracking.registry import evaluate_and_promote
 from clearsight.tracking.run import log_keras_model
 from tests.conftest import stores_under
 

@@ -143,8 +143,8 @@ def test_feedback_becomes_a_new_data_version_and_a_better_champion(
 
     from clearsight.config import Settings
     from clearsight.data.gate import run_data_gate
-    from clearsight.tracking.registry import evaluate_and_promote
-    from clearsight.tracking.run import run_training
+    from clearsight.pipelines.promote import evaluate_and_promote
+    from clearsight.pipelines.train import train_and_assess
     from flows.retrain import retrain
 
     root = tmp_path_factory.mktemp("feedback-flow")
@@ -174,7 +174,7 @@ def test_feedback_becomes_a_new_data_version_and_a_better_champion(
     settings = Settings().override("train", epochs=1)
     gated = run_data_gate(settings)
     assert gated.data_version is not None and gated.data_version.id == "dv0001"
-    weak_run = run_training(settings, gated, verbose=0)
+    weak_run = train_and_assess(settings, gated, verbose=0)
     weak = evaluate_and_promote(settings, gated.splits.holdout, weak_run.version)
     assert weak.promoted
     with prefect_test_harness(server_startup_timeout=180):

@@ -3,7 +3,6 @@ on the running BentoML server (a pinned bento: the bounds are the shipped embedd
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from clearsight.monitoring.scores import DriftScores
 from clearsight.monitoring.traffic import read_window
 
 from .conftest import Registry
@@ -101,8 +101,8 @@ def test_answered_images_are_logged_with_their_request_id(
 def test_the_monitors_latest_scores_reach_metrics(client: httpx.Client, registry: Registry) -> None:
     folder = traffic_dir(registry)
     folder.mkdir(parents=True, exist_ok=True)
-    scores = {"drift_score_ink_fraction": 7.5, "drift_score_confidence": 0.1, "drift_detected": 1.0}
-    (folder / "drift.json").write_text(json.dumps({"verdict": "drift", "scores": scores}))
+    tests = {"ink_fraction": 7.5, "confidence": 0.1}
+    DriftScores("3", None, "drift", drifted=True, tests=tests).write(folder)
 
     def shown():
         text = client.get("/metrics").text

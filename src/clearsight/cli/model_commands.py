@@ -53,13 +53,13 @@ def train(
             "train", epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed
         )
         from clearsight.data.gate import run_data_gate
-        from clearsight.tracking.run import run_training
+        from clearsight.pipelines.train import train_and_assess
 
         with step("checking the data contract (Great Expectations)"):
             gated = run_data_gate(settings)
         if not as_json:
             console.print(f"data contract passed ({gated.report.n_rows} images)")
-        run = run_training(settings, gated, verbose=0 if as_json else "auto", stage=step)
+        run = train_and_assess(settings, gated, verbose=0 if as_json else "auto", stage=step)
         if as_json:
             print_json(vars(run))
             return
@@ -152,11 +152,12 @@ def explain_image(
     with user_errors():
         import tempfile
 
+        from clearsight.choices import DEFAULT_METHODS
         from clearsight.reporting.image_report import explain_file
         from clearsight.tracking.registry import load_model_ref
 
         settings = load_settings()
-        methods = [m.value for m in method] if method else ["integrated_gradients", "grad_cam"]
+        methods = [m.value for m in method] if method else list(DEFAULT_METHODS)
         with tempfile.TemporaryDirectory() as tmp:
             with step(f"loading {model_ref} from the registry"):
                 model, version = load_model_ref(settings, model_ref, Path(tmp))
@@ -202,7 +203,8 @@ def promote(
     """Score a version against the champion on the frozen holdout; move aliases on a pass."""
     with user_errors():
         from clearsight.data import HoldoutStore
-        from clearsight.tracking.registry import evaluate_and_promote, resolve_version
+        from clearsight.pipelines.promote import evaluate_and_promote
+        from clearsight.tracking.registry import resolve_version
 
         settings = load_settings()
         store = HoldoutStore(settings.holdout_dir)

@@ -36,7 +36,7 @@ def monitor(
         settings = load_settings()
         if no_attributions:
             settings = settings.override("monitoring", attributions=False)
-        from clearsight.monitoring.check import run_monitor
+        from clearsight.pipelines.monitor import run_monitor
 
         with step("testing served traffic against the training reference"):
             outcome = run_monitor(settings, window, model)

@@ -13,6 +13,14 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from clearsight.choices import (
+    GRAD_CAM,
+    INTEGRATED_GRADIENTS,
+    OCCLUSION,
+    SALIENCY,
+    SHAP,
+    SMOOTHGRAD,
+)
 from clearsight.errors import UnknownMethod
 from clearsight.explain import methods
 from clearsight.explain.attribution import Attribution
@@ -39,12 +47,12 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("saliency", methods.saliency, "absolute"),
-        Method("integrated_gradients", methods.integrated_gradients, "positive"),
-        Method("smoothgrad", methods.smoothgrad, "absolute"),
-        Method("grad_cam", methods.grad_cam, "positive"),
-        Method("occlusion", methods.occlusion, "positive"),
-        Method("shap", shap_attribution, "positive"),
+        Method(SALIENCY, methods.saliency, "absolute"),
+        Method(INTEGRATED_GRADIENTS, methods.integrated_gradients, "positive"),
+        Method(SMOOTHGRAD, methods.smoothgrad, "absolute"),
+        Method(GRAD_CAM, methods.grad_cam, "positive"),
+        Method(OCCLUSION, methods.occlusion, "positive"),
+        Method(SHAP, shap_attribution, "positive"),
     )
 }
 
@@ -61,7 +69,7 @@ def get_method(name: str) -> Method:
 def explain(
     model: keras.Model,
     x: np.ndarray,
-    method: str = "integrated_gradients",
+    method: str = INTEGRATED_GRADIENTS,
     targets: TargetSpec = "predicted",
     **params: Any,
 ) -> Attribution:

@@ -19,6 +19,7 @@ import cv2
 import keras
 import numpy as np
 
+from clearsight.choices import GRAD_CAM, INTEGRATED_GRADIENTS, OCCLUSION, SALIENCY, SMOOTHGRAD
 from clearsight.explain.attribution import Attribution
 from clearsight.explain.gradients import (
     DEFAULT_CHUNK,
@@ -118,7 +119,7 @@ def saliency(
     start = time.perf_counter()
     rows = prepare_rows(model, x, targets, k, defer_predicted=True)
     grads, _, explained = rows.gradients.target_gradients(rows.x, rows.targets, output)
-    return rows.attribution("saliency", grads.sum(-1), {"output": output}, start, explained)
+    return rows.attribution(SALIENCY, grads.sum(-1), {"output": output}, start, explained)
 
 
 def _quadrature(steps: int, rule: QuadratureRule) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +211,7 @@ def integrated_gradients(
         "output": output,
     }
     return rows.attribution(
-        "integrated_gradients",
+        INTEGRATED_GRADIENTS,
         attributions.sum(-1),
         params,
         start,
@@ -257,7 +258,7 @@ def smoothgrad(
 
     grads = np.concatenate(in_image_chunks(len(rows.targets), samples, mean_gradient))
     params = {"samples": samples, "sigma": sigma, "seed": seed, "output": output}
-    return rows.attribution("smoothgrad", grads.sum(-1), params, start)
+    return rows.attribution(SMOOTHGRAD, grads.sum(-1), params, start)
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -293,7 +294,7 @@ def grad_cam(
     cams = np.maximum(np.einsum("mhwc,mc->mhw", activations, channel_weights), 0.0)
     maps = upsample(cams.astype(np.float32), rows.images.shape[1:3])
     params = {"layer": layer, "output": output}
-    return rows.attribution("grad_cam", maps, params, start, explained)
+    return rows.attribution(GRAD_CAM, maps, params, start, explained)
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:
@@ -347,7 +348,7 @@ def occlusion(
     drop = np.concatenate(in_image_chunks(len(xs), len(masks), drops))
     maps = np.einsum("mp,phw->mhw", drop, masks.astype(np.float32)) / coverage
     params = {"window": window, "stride": stride, "fill": fill, "output": output}
-    return rows.attribution("occlusion", maps, params, start)
+    return rows.attribution(OCCLUSION, maps, params, start)
 
 
 def activations(model: keras.Model, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from scipy import stats
 
+from clearsight.choices import QUALITY_METHODS
 from clearsight.explain.attribution import Attribution
 from clearsight.explain.catalogue import Polarity, explain, get_method
 from clearsight.explain.gradients import (
@@ -37,11 +38,19 @@ from clearsight.explain.gradients import (
 )
 from clearsight.explain.methods import in_image_chunks, pick
 from clearsight.explain.targets import TargetSpec
+from clearsight.quality_metrics import (
+    BASELINES,
+    COMPLETENESS_GAP_MEDIAN,
+    RANDOM,
+    SOBEL,
+    QualityMetrics,
+    deletion_auc,
+    insertion_auc,
+    randomization_spearman,
+)
 
 Fill = Literal["zero", "blur", "mean"]
-DEFAULT_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam", "occlusion")
 DEFAULT_FILLS: tuple[Fill, ...] = ("zero", "blur")
-BASELINES = ("random", "sobel")  # orderings every method is compared with
 
 
 # -- perturbation curves -------------------------------------------------------------------
@@ -256,29 +265,29 @@ class QualityReport:
     per_row: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
+    def quality(self) -> QualityMetrics:
+        """The aggregate numbers as the record the run, the card and the policy read."""
+        return QualityMetrics(self.sections, self.n_images)
+
+    @property
     def metrics(self) -> dict[str, float]:
         """Flat ``explain_<method>_<metric>`` names, ready for ``mlflow.log_metrics``."""
-        flat = {
-            f"explain_{method}_{key}": float(value)
-            for method, numbers in self.sections.items()
-            for key, value in numbers.items()
-        }
-        return flat | {"explain_n_images": float(self.n_images)}
+        return self.quality.flat()
 
     def to_markdown(self) -> str:
         """Tables for a run artifact: faithfulness, sanity, stability and cost."""
         groups = {
             "Faithfulness (deletion AUC: lower is better; insertion AUC: higher is better)": [
-                f"{kind}_auc_{fill}" for fill in self.fills for kind in ("deletion", "insertion")
+                name(fill) for fill in self.fills for name in (deletion_auc, insertion_auc)
             ],
             "Sanity: Spearman with the trained model's maps on the digit after randomising "
             "the layers down to (near 0 is good)": [
-                f"randomization_spearman_{layer}" for layer in self.layers
+                randomization_spearman(layer) for layer in self.layers
             ],
             "Stability under input noise, completeness, cost": [
                 "stability_spearman_median",
                 "stability_rel_l2_median",
-                "completeness_gap_median",
+                COMPLETENESS_GAP_MEDIAN,
                 "completeness_gap_p90",
                 "seconds_per_image",
             ],
@@ -319,8 +328,8 @@ def _faithfulness(
         for name, ranks in orderings.items():
             curves = perturbation_curves(gradients, xs, targets, ranks, filled, steps)
             aucs[name] = (curves.deletion_auc, curves.insertion_auc)
-            sections[name][f"deletion_auc_{fill}"] = float(curves.deletion_auc.mean())
-            sections[name][f"insertion_auc_{fill}"] = float(curves.insertion_auc.mean())
+            sections[name][deletion_auc(fill)] = float(curves.deletion_auc.mean())
+            sections[name][insertion_auc(fill)] = float(curves.insertion_auc.mean())
         for name in orderings.keys() - BASELINES:
             deletion, insertion = aucs[name]
             for base in BASELINES:
@@ -335,7 +344,7 @@ def quality_report(
     model: keras.Model,
     x: np.ndarray,
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] = QUALITY_METHODS,
     targets: TargetSpec = "predicted",
     method_params: Mapping[str, dict[str, Any]] | None = None,
     fills: Sequence[Fill] = DEFAULT_FILLS,
@@ -369,7 +378,7 @@ def quality_report(
         numbers["seconds_per_image"] = att.elapsed_s / len(x)
         if att.completeness_gap is not None:
             gap = att.completeness_gap
-            numbers["completeness_gap_median"] = float(np.median(gap))
+            numbers[COMPLETENESS_GAP_MEDIAN] = float(np.median(gap))
             numbers["completeness_gap_p90"] = float(np.percentile(gap, 90))
             numbers["completeness_gap_max"] = float(gap.max())
             per_row[spec.name]["completeness_gap"] = gap
@@ -378,8 +387,8 @@ def quality_report(
         s.name: importance_ranks(oriented(attributions[s.name].maps, s.ranking), seed)
         for s in specs
     }
-    orderings["random"] = importance_ranks(np.random.default_rng(seed).random(xs.shape[:3]))
-    orderings["sobel"] = importance_ranks(sobel_magnitude(xs), seed)
+    orderings[RANDOM] = importance_ranks(np.random.default_rng(seed).random(xs.shape[:3]))
+    orderings[SOBEL] = importance_ranks(sobel_magnitude(xs), seed)
     for name, numbers in _faithfulness(gradients, xs, row_targets, orderings, fills, steps).items():
         sections.setdefault(name, {}).update(numbers)
 
@@ -399,7 +408,7 @@ def quality_report(
         by_layer = randomization_correlations(model, x, attributions, params, seed=seed)
         for spec in specs:
             for layer, rho in by_layer[spec.name].items():
-                sections[spec.name][f"randomization_spearman_{layer}"] = float(np.median(rho))
+                sections[spec.name][randomization_spearman(layer)] = float(np.median(rho))
                 per_row[spec.name][f"randomization_spearman_{layer}"] = rho
 
     settings = {

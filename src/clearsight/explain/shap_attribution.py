@@ -15,6 +15,7 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from clearsight.choices import SHAP
 from clearsight.explain.attribution import Attribution
 from clearsight.explain.methods import prepare_rows
 from clearsight.explain.targets import TargetSpec
@@ -88,4 +89,4 @@ def shap_attribution(
         raise ValueError(f"algorithm must be 'auto', 'gradient' or 'partition', got {algorithm!r}")
     maps = per_row.reshape(len(rows.targets), *rows.images.shape[1:]).sum(-1)
     params |= {"algorithm": algorithm, "seed": seed, "output": output}
-    return rows.attribution("shap", maps, params, start)
+    return rows.attribution(SHAP, maps, params, start)

@@ -100,10 +100,11 @@ def model_input(panel: Panel) -> np.ndarray:
 
 def verify(model: keras.Model, panel: Panel, max_gap: float) -> Acceptance:
     """Run the checks on a loaded Keras ``model``: panel predictions and IG completeness."""
+    from clearsight.choices import INTEGRATED_GRADIENTS
     from clearsight.explain import explain, model_gradients
     from clearsight.explain.gradients import PROBABILITIES
 
     x = model_input(panel)
     probabilities = model_gradients(model).scores(x, PROBABILITIES)
-    gaps = explain(model, x, "integrated_gradients").completeness_gap
+    gaps = explain(model, x, INTEGRATED_GRADIENTS).completeness_gap
     return check(np.asarray(probabilities, np.float64), panel, np.asarray(gaps), max_gap)

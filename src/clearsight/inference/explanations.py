@@ -18,7 +18,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from clearsight.choices import MethodName
+from clearsight.choices import SALIENCY, MethodName
 from clearsight.explain import Attribution, encode_map, explain, get_method
 from clearsight.explain.targets import TargetSpec, resolve_targets
 from clearsight.inference.schemas import (
@@ -30,7 +30,7 @@ from clearsight.inference.schemas import (
 
 logger = logging.getLogger(__name__)
 
-FALLBACK_METHOD: MethodName = "saliency"
+FALLBACK_METHOD: MethodName = SALIENCY
 
 
 @dataclass

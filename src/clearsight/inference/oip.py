@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from clearsight.choices import MethodName
+from clearsight.choices import INTEGRATED_GRADIENTS, MethodName
 from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import ImageError, RequestError
 from clearsight.inference.images import scaled
@@ -29,7 +29,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT_NAME = "image"
 OUTPUTS = ("probabilities", "label", "attribution")
 DEFAULT_OUTPUTS = ("probabilities", "label")
-DEFAULT_METHOD = "integrated_gradients"
+DEFAULT_METHOD = INTEGRATED_GRADIENTS
 MAX_TENSOR_ELEMENTS = 64 * IMAGE_SIZE * IMAGE_SIZE
 
 Datatype = Literal[

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from pydantic import BaseModel
 
-from clearsight.choices import METHOD_NAMES, MethodName
+from clearsight.choices import INTEGRATED_GRADIENTS, METHOD_NAMES, MethodName
 from clearsight.digits import CLASS_NAMES, IMAGE_SIZE, SCALE_MAX
 from clearsight.errors import ImageError, RequestError
 from clearsight.explain import explain, model_gradients
@@ -238,19 +238,20 @@ class Predictor:
         request_id: str,
         explained: ExplainedBatch | None,
     ) -> list[list[str]]:
-        """Out-of-distribution checks per image, and traffic records (never raises: a
-        monitoring fault must not fail a prediction)."""
+        """Out-of-distribution checks per image, as the sentences the answer shows, and
+        traffic records (never raises: a monitoring fault must not fail a prediction)."""
         if self.monitor is None:
             return [[] for _ in range(len(x))]
         ig_maps: dict[int, np.ndarray] = {}
-        attribution = explained.attributions.get("integrated_gradients") if explained else None
+        attribution = explained.attributions.get(INTEGRATED_GRADIENTS) if explained else None
         if attribution is not None:
             labels = probabilities.argmax(axis=1)
             for row, image in enumerate(attribution.image_index):
                 if int(attribution.targets[row]) == int(labels[int(image)]):
                     ig_maps[int(image)] = attribution.maps[row]
         try:
-            return self.monitor.review(x, probabilities, request_id, ig_maps)
+            failed = self.monitor.review(x, probabilities, request_id, ig_maps)
+            return [[str(check) for check in row] for row in failed]
         except Exception:
             logger.exception("request monitoring failed; answering without it")
             return [[] for _ in range(len(x))]

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from clearsight.choices import MethodName
+from clearsight.choices import DEFAULT_METHODS, SALIENCY, SMOOTHGRAD, MethodName
 from clearsight.digits import N_CLASSES
 
 MAX_IMAGES_PER_REQUEST = 64
@@ -24,8 +24,6 @@ TargetMode = Literal["predicted", "top-k", "explicit"]
 ImageStatus = Literal["ok", "degraded", "error"]
 ClassIndex = Annotated[int, Field(ge=0, le=N_CLASSES - 1)]
 Pixel = Annotated[float, Strict()]  # numbers only: true/false are not pixels
-
-DEFAULT_METHODS: list[MethodName] = ["integrated_gradients", "grad_cam"]
 
 # A real MNIST 7 (the embedded subset), PNG: the example the Swagger UI sends.
 EXAMPLE_PNG_BASE64 = (
@@ -355,12 +353,12 @@ def example_requests() -> dict[str, dict[str, Any]]:
             "value": {
                 "images": [png],
                 "explain": {
-                    "methods": ["saliency", "smoothgrad"],
+                    "methods": [SALIENCY, SMOOTHGRAD],
                     "targets": "top-k",
                     "k": 2,
                     "encodings": ["float16", "png_overlay"],
                     "budget_ms": 50,
-                    "parameters": {"smoothgrad": {"samples": 16}},
+                    "parameters": {SMOOTHGRAD: {"samples": 16}},
                 },
             },
         },

@@ -107,10 +107,11 @@ def attribution_features(maps: np.ndarray, images: np.ndarray) -> dict[str, np.n
 def integrated_gradients_features(model: object, images: np.ndarray) -> dict[str, np.ndarray]:
     """Integrated gradients for each image's predicted class, summarised (library defaults:
     the same method and parameters the service uses for explanation requests)."""
+    from clearsight.choices import INTEGRATED_GRADIENTS
     from clearsight.explain import explain
 
     x = _squeeze(images).astype(np.float32)[..., None]
     if len(x) == 0:
         return {name: np.zeros(0) for name in ATTRIBUTION_FEATURES}
-    attribution = explain(model, x, "integrated_gradients", "predicted")  # type: ignore[arg-type]
+    attribution = explain(model, x, INTEGRATED_GRADIENTS, "predicted")  # type: ignore[arg-type]
     return attribution_features(attribution.maps, x)

@@ -1,6 +1,6 @@
 """The champion's training reference: what "normal" traffic looks like for one model version.
 
-Computed once per training run (``write_reference``, called by ``tracking.run.run_training``)
+Computed once per training run (``write_reference``, called by ``pipelines.train.train_and_assess``)
 and logged as the run artifact ``monitoring/reference.npz``: input features of a sample of
 training images, integrated-gradients summaries and the model's predictions (class prior,
 confidences) on a sample of validation images (not training images: the model is more

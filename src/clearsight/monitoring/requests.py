@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import pprint
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from clearsight.monitoring.bounds import Bounds
+from clearsight.monitoring.bounds import Bounds, OutOfBounds
 from clearsight.monitoring.features import attribution_features, image_features
 from clearsight.monitoring.traffic import TrafficLog, TrafficRecord
 
@@ -52,12 +53,23 @@ def write_default_bounds(path: Path | None = None) -> Path:
 
 
 class RequestMonitor:
-    """Checks each answered image against ``bounds`` and logs a sample of them."""
+    """Checks each answered image against ``bounds`` and logs a sample of them.
 
-    def __init__(self, bounds: Bounds, log: TrafficLog | None, model_version: str) -> None:
+    ``on_checks`` (the service's counters) gets each reviewed batch's failed checks as
+    records, so no one has to take a sentence apart to know which feature failed.
+    """
+
+    def __init__(
+        self,
+        bounds: Bounds,
+        log: TrafficLog | None,
+        model_version: str,
+        on_checks: Callable[[list[list[OutOfBounds]]], None] | None = None,
+    ) -> None:
         self.bounds = bounds
         self.log = log
         self.model_version = model_version
+        self.on_checks = on_checks
 
     def review(
         self,
@@ -65,7 +77,7 @@ class RequestMonitor:
         probabilities: np.ndarray,
         request_id: str,
         ig_maps: dict[int, np.ndarray] | None = None,
-    ) -> list[list[str]]:
+    ) -> list[list[OutOfBounds]]:
         """The failed checks of each image of ``x`` (N, 28, 28, 1) in 0-1; logs a sample.
 
         ``ig_maps``: row -> integrated-gradients map of the predicted class, for the rows
@@ -74,6 +86,8 @@ class RequestMonitor:
         images = np.asarray(x, dtype=np.float32)[..., 0]
         features = image_features(images)
         failed = self.bounds.check(features)
+        if self.on_checks is not None:
+            self.on_checks(failed)
         if self.log is None or not self.log.enabled:
             return failed
         now = time.time()

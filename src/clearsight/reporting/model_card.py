@@ -8,27 +8,36 @@ from clearsight.choices import METHOD_NAMES
 from clearsight.data import Splits
 from clearsight.digits import N_CLASSES
 from clearsight.model.evaluation import Evaluation
+from clearsight.quality_metrics import (
+    BASELINES,
+    COMPLETENESS_GAP_MEDIAN,
+    STABILITY_SPEARMAN_MEDIAN,
+    QualityMetrics,
+    deletion_auc,
+    insertion_auc,
+    randomization_spearman,
+)
 
 # What a reader of the card needs per method; the run's quality.md has every number.
 CARD_COLUMNS = {
-    "completeness_gap_median": "completeness gap (median)",
-    "deletion_auc_zero": "deletion AUC (lower is better)",
-    "insertion_auc_zero": "insertion AUC (higher is better)",
-    "stability_spearman_median": "stability under noise (Spearman)",
-    "randomization_spearman_conv1": "sanity: Spearman after randomising to conv1 (near 0 is good)",
+    COMPLETENESS_GAP_MEDIAN: "completeness gap (median)",
+    deletion_auc("zero"): "deletion AUC (lower is better)",
+    insertion_auc("zero"): "insertion AUC (higher is better)",
+    STABILITY_SPEARMAN_MEDIAN: "stability under noise (Spearman)",
+    randomization_spearman("conv1"): "sanity: Spearman after randomising to conv1 (near 0 is good)",
 }
-ORDERINGS = (*METHOD_NAMES, "random", "sobel")
+ORDERINGS = (*METHOD_NAMES, *BASELINES)
 
 
-def explanation_section(metrics: dict[str, float]) -> list[str]:
+def explanation_section(quality: QualityMetrics) -> list[str]:
     """The explanation-quality table of the card: one row per method and baseline ordering."""
     rows = []
     for method in ORDERINGS:
-        cells = [metrics.get(f"explain_{method}_{key}") for key in CARD_COLUMNS]
+        cells = [quality.value(method, key) for key in CARD_COLUMNS]
         if any(cell is not None for cell in cells):
             shown = ["" if cell is None else f"{cell:.4g}" for cell in cells]
             rows.append(f"| {method} | " + " | ".join(shown) + " |")
-    n = int(metrics.get("explain_n_images", 0))
+    n = quality.n_images
     return [
         "## Explanation quality",
         f"Measured on {n} fixed holdout digits (`explanations/quality.md` has every number; "
@@ -48,7 +57,7 @@ def render_model_card(
     evaluation: Evaluation,
     params: dict[str, Any],
     tags: dict[str, str],
-    explanation_metrics: dict[str, float] | None = None,
+    explanation_quality: QualityMetrics | None = None,
 ) -> str:
     recalls = " | ".join(f"{r:.3f}" for r in evaluation.per_class_recall)
     lines = [
@@ -86,8 +95,8 @@ def render_model_card(
         "## Training",
         *(f"- {k}: `{v}`" for k, v in sorted(params.items())),
     ]
-    if explanation_metrics:
-        lines += ["", *explanation_section(explanation_metrics)]
+    if explanation_quality is not None:
+        lines += ["", *explanation_section(explanation_quality)]
     lines += [
         "",
         "## Limits",

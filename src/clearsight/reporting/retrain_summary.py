@@ -8,12 +8,27 @@ No MLflow import: the parts arrive as plain values.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from clearsight.choices import INTEGRATED_GRADIENTS
+from clearsight.quality_metrics import COMPLETENESS_GAP_MEDIAN, metric_name
 
 if TYPE_CHECKING:
     from clearsight.data.contract import ValidationReport
     from clearsight.promotion import Decision
-    from clearsight.tracking.run import TrainingRun
+
+
+class TrackedRun(Protocol):
+    """What the summary needs of a training run (``pipelines.TrainingRun`` has it): stated
+    here so that reporting depends on no layer above it."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def tracking_uri(self) -> str: ...
+    @property
+    def experiment_id(self) -> str: ...
+
 
 HEADLINE_METRICS = (
     "holdout_accuracy",
@@ -22,7 +37,7 @@ HEADLINE_METRICS = (
     "holdout_min_class_recall",
     "latency_p95_ms",
     "model_mb",
-    "explain_integrated_gradients_completeness_gap_median",
+    metric_name(INTEGRATED_GRADIENTS, COMPLETENESS_GAP_MEDIAN),
 )
 
 
@@ -48,7 +63,7 @@ class RetrainSummary:
     @classmethod
     def from_parts(
         cls,
-        run: TrainingRun,
+        run: TrackedRun,
         decision: Decision,
         report: ValidationReport,
         champion: str | None,

@@ -27,6 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from clearsight.choices import QUALITY_METHODS
 from clearsight.data import Dataset
 from clearsight.digits import to_model_input
 from clearsight.explain import activations, explain, shap_attribution
@@ -39,9 +40,9 @@ from clearsight.explain.render import (
 )
 from clearsight.inference import acceptance
 from clearsight.model.evaluation import Evaluation, predict_probabilities
+from clearsight.quality_metrics import QualityMetrics
 from clearsight.reporting import figures
 
-PANEL_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam", "occlusion")
 ACTIVATION_LAYERS = ("conv1", "pool1", "conv2", "pool2")
 FILTER_LAYERS = ("conv1", "conv2")
 
@@ -96,8 +97,8 @@ def shap_image_plot(values: np.ndarray, x: np.ndarray, path: Path) -> None:
 
 def write_explanation_artifacts(
     model: keras.Model, panel: Dataset, background: Dataset, out_dir: Path
-) -> dict[str, float]:
-    """Write the pictures and the quality report of ``panel``; returns the quality metrics."""
+) -> QualityMetrics:
+    """Write the pictures and the quality report of ``panel``; returns the quality numbers."""
     x = to_model_input(panel.pixels())
     labels = panel.labels
     (out_dir / "activations").mkdir(parents=True, exist_ok=True)
@@ -108,7 +109,7 @@ def write_explanation_artifacts(
         {n: layers[n] for n in ACTIVATION_LAYERS if n in layers}, out_dir=out_dir / "activations"
     )
 
-    attributions = [explain(model, x, method) for method in PANEL_METHODS]
+    attributions = [explain(model, x, method) for method in QUALITY_METHODS]
     predicted = attributions[0].targets
     titles = [f"true {t}, pred {p}" for t, p in zip(labels, predicted, strict=True)]
     figure_png(panel_figure(x, attributions, labels=titles), out_dir / "explanations/panel.png")
@@ -129,4 +130,4 @@ def write_explanation_artifacts(
 
     report = quality_report(model, x)
     (out_dir / "explanations/quality.md").write_text(report.to_markdown())
-    return report.metrics
+    return report.quality

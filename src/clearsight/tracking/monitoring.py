@@ -1,55 +1,23 @@
-"""The MLflow side of drift monitoring: a model version's reference, and the monitor's run.
+"""The MLflow side of drift monitoring: a run's logged reference, and the monitor's run.
 
-``champion_reference`` downloads the reference a training run logged
-(``monitoring/reference.npz``); for a version trained before runs logged one, it loads the
-model and computes the reference from the frozen holdout instead, saying so in ``source``
-(then input features, predictions and attributions all come from holdout images, which the
-model never trained on, so the comparison stays fair, only the sample is smaller).
-``log_report`` records one monitor run in the ``clearsight-monitoring`` experiment.
+``logged_reference`` downloads the reference a training run logged
+(``monitoring/reference.npz``), read by the monitor (``clearsight.pipelines.monitor``) and by
+the service's bounds. ``log_report`` records one monitor run in the ``clearsight-monitoring``
+experiment.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import numpy as np
 
 from clearsight.config import Settings
-from clearsight.data.splits import HoldoutStore
-from clearsight.errors import RegistryError
 from clearsight.monitoring.drift import DriftReport
-from clearsight.monitoring.reference import ARTIFACT, Reference, compute_reference
-from clearsight.tracking.registry import (
-    describe_version,
-    load_model_ref,
-    load_run_file,
-)
+from clearsight.monitoring.reference import ARTIFACT, Reference
+from clearsight.tracking.registry import load_run_file
 from clearsight.tracking.store import configure
-
-
-@dataclass
-class VersionReference:
-    """A registered version, its model, its reference and its run's tags."""
-
-    version: str
-    run_id: str | None
-    run_tags: dict[str, str]
-    reference: Reference
-    model: object
-
-
-def champion_reference(settings: Settings, ref: str = "champion") -> VersionReference:
-    """The model and training reference of ``ref`` (an alias or a version number)."""
-    info = describe_version(settings, ref)
-    with tempfile.TemporaryDirectory(prefix="clearsight-monitor-") as tmp:
-        model, version = load_model_ref(settings, info.version, Path(tmp) / "model")
-    reference = logged_reference(settings, info.run_id) if info.run_id else None
-    if reference is None:
-        reference = holdout_reference(settings, model, version)
-    return VersionReference(version, info.run_id, info.run_tags, reference, model)
 
 
 def logged_reference(settings: Settings, run_id: str) -> Reference | None:
@@ -58,25 +26,6 @@ def logged_reference(settings: Settings, run_id: str) -> Reference | None:
     with tempfile.TemporaryDirectory(prefix="clearsight-reference-") as tmp:
         logged = load_run_file(settings, run_id, ARTIFACT, Path(tmp))
         return Reference.load(logged) if logged is not None else None
-
-
-def holdout_reference(settings: Settings, model: object, version: str) -> Reference:
-    """A reference from the frozen holdout, for versions whose run logged none."""
-    assert settings.holdout_dir is not None
-    store = HoldoutStore(settings.holdout_dir)
-    if not store.exists():
-        raise RegistryError(
-            f"v{version} logged no {ARTIFACT} and there is no frozen holdout in "
-            f"{settings.holdout_dir} to compute one from; retrain once"
-        )
-    pixels = store.load().pixels().astype(np.float32) / 255.0
-    half = len(pixels) // 2
-    return compute_reference(
-        model,
-        pixels[:half],
-        pixels[half:],
-        f"computed by the monitor from the frozen holdout: v{version}'s run logged no {ARTIFACT}",
-    )
 
 
 def log_report(

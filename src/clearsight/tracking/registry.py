@@ -1,7 +1,7 @@
 """Registry state in MLflow: aliases, champion history, loading versions, rollback.
 
 Aliases: ``challenger`` always moves to the newest scored version; ``champion`` moves only
-when the policy (``clearsight.promotion``) passes, and the replaced champion becomes
+when the policy (``clearsight.promotion``, applied by ``clearsight.pipelines.promote``) passes, and the replaced champion becomes
 ``previous-champion``. A registered-model tag keeps the champion history, so ``rollback`` can
 be repeated. Every expected failure is a one-line ``RegistryError``.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,6 @@ from mlflow.tracking import MlflowClient
 
 from clearsight.choices import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from clearsight.config import Settings
-from clearsight.data import Dataset, holdout_panel
 from clearsight.errors import RegistryError
 from clearsight.tracking.faults import is_transient
 from clearsight.tracking.registry_lock import registry_lock
@@ -141,49 +141,48 @@ def latest_version(client: MlflowClient, model: str) -> str:
     return str(max(int(v.version) for v in versions))
 
 
-def evaluate_and_promote(
-    settings: Settings,
-    holdout: Dataset,
-    challenger_version: str | None = None,
-    *,
-    check_explanations: bool = True,
-) -> Decision:
-    """Score challenger and champion on the holdout, decide, move aliases, log the decision.
+class RegistrySession:
+    """One operator's hold on the registry (under ``registry_lock``) for a promotion: read the
+    champion, load versions, move aliases and record the decision. The decision itself is
+    made by the caller (``clearsight.pipelines.promote``) from what is loaded here."""
 
-    Both are scored in this process on the same holdout and, unless ``check_explanations`` is
-    off, on the same explanation panel (``settings.explain.panel_size`` images).
-    """
-    from clearsight.promotion import decide, score
+    def __init__(self, client: MlflowClient, name: str, folder: Path) -> None:
+        self.client = client
+        self.name = name
+        self.folder = folder
 
+    def latest(self) -> str:
+        return latest_version(self.client, self.name)
+
+    def champion(self) -> str | None:
+        return alias_version(self.client, self.name, CHAMPION)
+
+    def load(self, version: str) -> keras.Model:
+        """A version's model (a one-line ``RegistryError`` when it cannot load)."""
+        return load_checked(self.name, version, self.folder / f"v{version}")
+
+    def mark_challenger(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.name, CHALLENGER, version)
+
+    def crown(self, version: str) -> None:
+        """``version`` becomes the champion, the champion before it the previous champion."""
+        history = champion_history(self.client, self.name)
+        if history[-1:] != [version]:  # a retried promotion must not list a version twice
+            history.append(version)
+        _set_champion(self.client, self.name, history)
+
+    def record(self, decision: Decision) -> None:
+        record_decision(self.client, decision)
+
+
+@contextlib.contextmanager
+def registry_session(settings: Settings) -> Iterator[RegistrySession]:
+    """One operator at a time from reading the champion to writing the aliases: a rollback or
+    another promotion in between would otherwise be overwritten from a stale read."""
     configure(settings)
     client = MlflowClient()
-    panel = holdout_panel(holdout, settings.explain.panel_size) if check_explanations else None
-    name = settings.tracking.registered_model
-    # One operator at a time from reading the champion to writing the aliases: a rollback or
-    # another promotion in between would otherwise be overwritten from a stale read.
     with registry_lock(settings), tempfile.TemporaryDirectory() as tmp:
-        version = challenger_version or latest_version(client, name)
-        champion_version = alias_version(client, name, CHAMPION)
-        # Loaded before any alias moves: a version that cannot load is refused untouched.
-        candidate = load_checked(name, version, Path(tmp) / "c")
-        client.set_registered_model_alias(name, CHALLENGER, version)
-        challenger = score(candidate, version, holdout, panel)
-        champion = None
-        if champion_version and champion_version != version:
-            champion = score(
-                load_checked(name, champion_version, Path(tmp) / "p"),
-                champion_version,
-                holdout,
-                panel,
-            )
-        decision = decide(challenger, champion, settings.promotion, name)
-        if decision.promoted:
-            history = champion_history(client, name)
-            if history[-1:] != [version]:  # a retried promotion must not list a version twice
-                history.append(version)
-            _set_champion(client, name, history)
-        record_decision(client, decision)
-    return decision
+        yield RegistrySession(client, settings.tracking.registered_model, Path(tmp))
 
 
 MODEL_DESCRIPTION = (

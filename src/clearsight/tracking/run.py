@@ -1,19 +1,15 @@
-"""One training run, end to end: train, evaluate on the holdout, explain, log, register.
+"""The MLflow side of one training run: open it, log what the steps produced, register.
 
-Called by the CLI and the Prefect ``train-model`` task with data that already passed the gate.
-The model side (``clearsight.model``) and the files a person reads (``clearsight.reporting``)
-know nothing of MLflow; this module logs what they return. Returns plain values (ids,
-numbers, paths), never framework handles.
+The steps themselves (fit, evaluate, draw, reference, card) are sequenced by
+``clearsight.pipelines.train``; the model side and the files a person reads know nothing of
+MLflow, and this module knows nothing of how they are made: it writes what it is handed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +18,11 @@ import mlflow
 import numpy as np
 
 from clearsight.config import Settings
-from clearsight.data import Splits, holdout_panel
+from clearsight.data import Splits
 from clearsight.data.gate import GatedData
-from clearsight.digits import INPUT_SHAPE, N_CLASSES, to_model_input
-from clearsight.model.evaluation import evaluate
-from clearsight.model.fitting import TrainResult, train
-from clearsight.monitoring.reference import write_reference
+from clearsight.digits import INPUT_SHAPE, N_CLASSES
+from clearsight.model.fitting import TrainResult
 from clearsight.packages import MODEL_RUNTIME, for_backend, pinned
-from clearsight.reporting.model_card import render_model_card
-from clearsight.reporting.run_artifacts import (
-    write_acceptance_panel,
-    write_evaluation_artifacts,
-    write_explanation_artifacts,
-)
 from clearsight.tracking.lifecycle import owner_tags, reap_orphaned_runs, terminate_gracefully
 from clearsight.tracking.store import (
     configure,
@@ -43,22 +31,6 @@ from clearsight.tracking.store import (
     package_versions,
     tracking_uri,
 )
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    """What a finished run produced, as plain values."""
-
-    run_id: str
-    experiment_id: str
-    tracking_uri: str
-    model_uri: str
-    registered_model: str | None
-    version: str | None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-    def ui_hint(self) -> str:
-        return f"clearsight ui  # then open experiment {self.experiment_id}, run {self.run_id}"
 
 
 def run_params(settings: Settings, gated: GatedData, fit: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +113,8 @@ def model_signature() -> Any:
 
 def log_keras_model(model: keras.Model, registered_name: str | None = None) -> Any:
     """Log the model (signature, explicit pinned requirements: inferring them costs ~18 s),
-    and register a new version only when ``registered_name`` is given: ``run_training`` logs
-    without it and registers with ``register_version`` as the run's very last step."""
+    and register a new version only when ``registered_name`` is given: a training run logs
+    without it and registers with ``register_version`` as its very last step."""
     import mlflow.keras
 
     backend = keras.backend.backend()
@@ -202,13 +174,6 @@ def discard_run(run_id: str, registered_name: str | None, status: str = "FAILED"
             client.set_terminated(run_id, status)
 
 
-Stage = Callable[[str], AbstractContextManager[object]]
-
-
-def no_display(text: str) -> AbstractContextManager[object]:
-    return contextlib.nullcontext()
-
-
 def run_name(settings: Settings, gated: GatedData) -> str:
     """What the run is, readable in the MLflow run list: backend, data, seed.
 
@@ -237,31 +202,31 @@ def run_description(gated: GatedData, metrics: dict[str, float], epochs: int) ->
     )
 
 
-def run_training(
-    settings: Settings,
-    gated: GatedData,
-    verbose: int | str = "auto",
-    stage: Stage = no_display,
-) -> TrainingRun:
-    """Train on the gated splits and log a complete, comparable MLflow run.
+@dataclass(frozen=True)
+class OpenRun:
+    """The MLflow run a training writes to, as plain values."""
 
-    ``stage(text)`` wraps each step after training (a CLI passes a spinner; Keras shows its
-    own progress bar while fitting).
+    run_id: str
+    experiment_id: str
+    tracking_uri: str
+    registered_model: str | None
 
-    The model version is registered last, after every artifact and metric is logged, so a
-    run that fails anywhere (and ends FAILED) leaves no registered version behind, and a retry
-    registers exactly one. Should the registration itself or the run's end fail, the version
-    of this run is deleted again (``discard_run``).
+
+@contextlib.contextmanager
+def training_run(settings: Settings, gated: GatedData) -> Iterator[OpenRun]:
+    """An MLflow run for one training, with what keeps the store clean around it.
+
+    Runs left RUNNING by killed processes are ended KILLED first; SIGTERM becomes an exception
+    the cleanup sees; on any failure (the run's end included) every version registered from
+    this run is deleted again and the run ends FAILED or KILLED (``discarded_on_failure``).
     """
     experiment_id = configure(settings)
-    uri = tracking_uri(settings)
     registered_name = settings.tracking.registered_model
     if settings.tracking.log_system_metrics:
         enable_fast_system_metrics()
-    splits = gated.splits
-    reap_orphaned_runs(experiment_id, registered_name)  # runs of killed processes end KILLED
+    reap_orphaned_runs(experiment_id, registered_name)
     with (
-        terminate_gracefully(),  # SIGTERM: an exception the cleanup below sees
+        terminate_gracefully(),
         discarded_on_failure(registered_name) as guard,
         mlflow.start_run(
             experiment_id=experiment_id,
@@ -269,79 +234,36 @@ def run_training(
             log_system_metrics=settings.tracking.log_system_metrics,
             tags=owner_tags(),
         ) as run,
-        tempfile.TemporaryDirectory() as tmp,
     ):
         guard.run_id = run.info.run_id
-        folder = Path(tmp)
-        log_split_inputs(splits)
-        log_data_version(gated)
-        (folder / "data").mkdir()
-        report = gated.report.to_dict()
-        (folder / "data" / "validation.json").write_text(json.dumps(report, indent=2))
-        result = train(
-            splits.train.pixels(),
-            splits.train.labels,
-            splits.validation.pixels(),
-            splits.validation.labels,
-            settings.train,
-            callbacks=[EpochMetricsLogger()],
-            verbose=verbose,
-        )
-        params = run_params(settings, gated, result.fit_params)
-        mlflow.log_params(params)
-        tags = run_tags(settings, gated, result)
-        mlflow.set_tags(tags)
-        holdout_pixels = splits.holdout.pixels()
-        with stage("evaluating on the frozen holdout"):
-            evaluation = evaluate(result.model, holdout_pixels, splits.holdout.labels)
-        metrics = evaluation.metrics() | {
-            "data_validation_success": 1.0,
-            "epochs_run": float(result.epochs_run),
-            "first_epoch_seconds": result.first_epoch_seconds,
-            "steady_epoch_seconds": result.steady_epoch_seconds,
-            "train_images_per_second": len(splits.train) / result.steady_epoch_seconds,
-            "model_parameters": float(result.model.count_params()),
-        }
-        with stage("drawing the evaluation figures"):
-            write_evaluation_artifacts(
-                result.model, evaluation, result.history, holdout_pixels, folder
-            )
-            panel = holdout_panel(splits.holdout, settings.explain.panel_size)
-            write_acceptance_panel(result.model, panel, folder)
-            write_reference(result.model, splits.train.pixels(), splits.validation.pixels(), folder)
-        explanation_metrics: dict[str, float] = {}
-        if settings.tracking.log_explanations:
-            with stage("explaining the holdout panel (SHAP, activations, quality)"):
-                explanation_metrics = write_explanation_artifacts(
-                    result.model, panel, splits.train, folder
-                )
-            metrics |= explanation_metrics
-        with stage("logging the run to MLflow"):
-            mlflow.log_artifacts(str(folder))
-            mlflow.log_metrics(metrics)
-            mlflow.set_tag(
-                "mlflow.note.content", run_description(gated, metrics, result.epochs_run)
-            )
-            info = log_keras_model(result.model)  # registered last, below
-        example = {"inputs": to_model_input(holdout_pixels[:1]).round(4).tolist()}
-        mlflow.log_dict(example, "model_input_example.json")
-        card = render_model_card(
-            name=settings.tracking.registered_model,
-            run_id=run.info.run_id,
-            splits=splits,
-            evaluation=evaluation,
-            params=params,
-            tags=tags,
-            explanation_metrics=explanation_metrics,
-        )
-        mlflow.log_text(card, "model_card.md")
-        version = register_version(info.model_uri, registered_name)
-    return TrainingRun(
-        run_id=run.info.run_id,
-        experiment_id=experiment_id,
-        tracking_uri=uri,
-        model_uri=info.model_uri,
-        registered_model=settings.tracking.registered_model,
-        version=version,
-        metrics=metrics,
-    )
+        yield OpenRun(run.info.run_id, experiment_id, tracking_uri(settings), registered_name)
+
+
+def log_data(gated: GatedData) -> None:
+    """The splits and the data version trained on, as MLflow inputs with their digests."""
+    log_split_inputs(gated.splits)
+    log_data_version(gated)
+
+
+def log_setup(params: dict[str, Any], tags: dict[str, str]) -> None:
+    mlflow.log_params(params)
+    mlflow.set_tags(tags)
+
+
+def log_outcome(
+    folder: Path, metrics: dict[str, float], description: str, model: keras.Model
+) -> str:
+    """The run's files, metrics and description, then the model (not registered yet: that
+    is the run's last step, ``register_version``); returns the logged model's URI."""
+    mlflow.log_artifacts(str(folder))
+    mlflow.log_metrics(metrics)
+    mlflow.set_tag("mlflow.note.content", description)
+    return str(log_keras_model(model).model_uri)
+
+
+def log_json(body: dict[str, Any], artifact: str) -> None:
+    mlflow.log_dict(body, artifact)
+
+
+def log_text(text: str, artifact: str) -> None:
+    mlflow.log_text(text, artifact)

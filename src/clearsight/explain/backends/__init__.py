@@ -17,19 +17,44 @@ They trace or compile once per model; ``clearsight.explain.gradients`` caches th
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from types import ModuleType
 
 import keras
 
-SUPPORTED = ("tensorflow", "jax", "torch")
+
+def _tensorflow() -> ModuleType:
+    from clearsight.explain.backends import tensorflow_ops
+
+    return tensorflow_ops
+
+
+def _jax() -> ModuleType:
+    from clearsight.explain.backends import jax_ops
+
+    return jax_ops
+
+
+def _torch() -> ModuleType:
+    from clearsight.explain.backends import torch_ops
+
+    return torch_ops
+
+
+# Imported on first use: each module imports its own framework, and a process has one backend.
+LOADERS: dict[str, Callable[[], ModuleType]] = {
+    "tensorflow": _tensorflow,
+    "jax": _jax,
+    "torch": _torch,
+}
+SUPPORTED = tuple(LOADERS)
 
 
 def current() -> ModuleType:
     """The builder module for the process's Keras backend (fixed once Keras is imported)."""
     name = keras.backend.backend()
-    if name not in SUPPORTED:
+    if name not in LOADERS:
         raise NotImplementedError(
             f"explanations support the Keras backends {SUPPORTED}, not {name!r}"
         )
-    return importlib.import_module(f"{__name__}.{name}_ops")
+    return LOADERS[name]()

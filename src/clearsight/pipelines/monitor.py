@@ -1,0 +1,168 @@
+"""Monitor: the latest window of served traffic against the champion's training reference.
+
+``run_monitor`` is what ``clearsight monitor`` and the ``monitor`` Prefect flow call: read the
+newest ``window`` records of the traffic log, fetch the champion and its reference from the
+registry, fill in the integrated-gradients summaries the service did not compute, test for
+drift (``clearsight.monitoring.drift``), log the report to MLflow, and write the latest scores
+(``clearsight.monitoring.scores.DriftScores``) for the service's ``/metrics``. What to do about
+drift (retrain or alert) is the caller's decision; ``newer_labelled_data`` tells it whether a
+retrain could help.
+
+A version trained before runs logged a reference gets one computed from the frozen holdout
+instead, saying so in ``source`` (input features, predictions and attributions then all come
+from holdout images, which the model never trained on, so the comparison stays fair, only the
+sample is smaller).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clearsight.config import Settings
+from clearsight.data.splits import HoldoutStore
+from clearsight.errors import ClearsightError, MonitorError, RegistryError
+from clearsight.monitoring.check import figure_png, fill_attributions
+from clearsight.monitoring.drift import MIN_WINDOW, DriftReport, compare
+from clearsight.monitoring.reference import ARTIFACT, Reference, compute_reference
+from clearsight.monitoring.scores import DriftScores
+from clearsight.monitoring.traffic import read_window
+
+
+@dataclass(frozen=True)
+class MonitorOutcome:
+    report: DriftReport
+    version: str
+    mlflow_run_id: str | None
+    scores_path: Path
+    newer_data: str | None  # why a retrain could help, None when no newer labelled data
+
+    def to_dict(self) -> dict[str, object]:
+        return self.report.to_dict() | {
+            "model_version": self.version,
+            "mlflow_run_id": self.mlflow_run_id,
+            "scores_path": str(self.scores_path),
+            "newer_data": self.newer_data,
+        }
+
+
+@dataclass
+class VersionReference:
+    """A registered version, its model, its reference and its run's tags."""
+
+    version: str
+    run_id: str | None
+    run_tags: dict[str, str]
+    reference: Reference
+    model: object
+
+
+def champion_reference(settings: Settings, ref: str = "champion") -> VersionReference:
+    """The model and training reference of ``ref`` (an alias or a version number)."""
+    from clearsight.tracking.monitoring import logged_reference
+    from clearsight.tracking.registry import describe_version, load_model_ref
+
+    info = describe_version(settings, ref)
+    with tempfile.TemporaryDirectory(prefix="clearsight-monitor-") as tmp:
+        model, version = load_model_ref(settings, info.version, Path(tmp) / "model")
+    reference = logged_reference(settings, info.run_id) if info.run_id else None
+    if reference is None:
+        reference = holdout_reference(settings, model, version)
+    return VersionReference(version, info.run_id, info.run_tags, reference, model)
+
+
+def holdout_reference(settings: Settings, model: object, version: str) -> Reference:
+    """A reference from the frozen holdout, for versions whose run logged none."""
+    assert settings.holdout_dir is not None
+    store = HoldoutStore(settings.holdout_dir)
+    if not store.exists():
+        raise RegistryError(
+            f"v{version} logged no {ARTIFACT} and there is no frozen holdout in "
+            f"{settings.holdout_dir} to compute one from; retrain once"
+        )
+    pixels = store.load().pixels().astype(np.float32) / 255.0
+    half = len(pixels) // 2
+    return compute_reference(
+        model,
+        pixels[:half],
+        pixels[half:],
+        f"computed by the monitor from the frozen holdout: v{version}'s run logged no {ARTIFACT}",
+    )
+
+
+def newer_labelled_data(settings: Settings) -> str | None:
+    """Why a retrain could help now (labelled data newer than the champion's), or None.
+
+    Two kinds count: a newest data version other than the one the champion was trained on
+    (``clearsight.tracking.data_lineage.data_freshness``: accepted batches, feedback
+    included), and incoming batches not yet ingested (``clearsight.data.incoming.new_batches``),
+    which a retrain ingests first. A champion that names no data version (trained before data
+    versions existed) counts only the incoming batches: retraining it on the same data would
+    not answer drift.
+    """
+    from clearsight.data.incoming import new_batches
+
+    reasons = []
+    try:
+        from clearsight.tracking.data_lineage import data_freshness
+
+        freshness = data_freshness(settings)
+        if freshness.newest and freshness.champion and freshness.newest != freshness.champion:
+            reasons.append(freshness.reason())
+    except (ImportError, OSError, ValueError, ClearsightError):
+        pass  # no readable version store (yet): incoming batches still count below
+    assert settings.incoming_dir is not None
+    batches = new_batches(settings.incoming_dir)
+    if batches:
+        reasons.append(f"{len(batches)} new incoming batch(es) in {settings.incoming_dir}")
+    return "; ".join(reasons) or None
+
+
+def run_monitor(
+    settings: Settings,
+    window: int | None = None,
+    ref: str = "champion",
+    *,
+    log_to_mlflow: bool = True,
+) -> MonitorOutcome:
+    """Test the newest ``window`` records (settings' default when None) against ``ref``."""
+    from clearsight.tracking.monitoring import log_report
+
+    size = window or settings.monitoring.window
+    assert settings.traffic_dir is not None
+    traffic = read_window(settings.traffic_dir, size)
+    if len(traffic) < MIN_WINDOW:
+        raise MonitorError(
+            f"{len(traffic)} served images logged in {settings.traffic_dir}; "
+            f"at least {MIN_WINDOW} are needed to test for drift"
+        )
+    champion = champion_reference(settings, ref)
+    attributions = (
+        fill_attributions(traffic, champion.model) if settings.monitoring.attributions else None
+    )
+    report = compare(
+        champion.reference,
+        traffic.features,
+        traffic.labels,
+        traffic.confidences,
+        attributions,
+        alpha=settings.monitoring.alpha,
+    )
+    versions = sorted(set(map(str, traffic.model_versions)))
+    if versions != [champion.version]:
+        report.notes.append(
+            f"window served by version(s) {', '.join(versions)}; compared with v{champion.version}"
+        )
+    if champion.reference.source.startswith("computed"):
+        report.notes.append(champion.reference.source)
+    run_id = None
+    if log_to_mlflow:
+        png = figure_png(champion.reference, traffic.features, attributions, report)
+        run_id = log_report(settings, report, champion.version, png, {"model_ref": ref})
+    scores = DriftScores.from_report(report, champion.version, run_id)
+    path = scores.write(settings.traffic_dir)
+    newer = newer_labelled_data(settings) if report.drifted else None
+    return MonitorOutcome(report, champion.version, run_id, path, newer)

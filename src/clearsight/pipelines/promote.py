@@ -1,0 +1,42 @@
+"""Promote: challenger against champion on the same frozen holdout; aliases move on a pass.
+
+Both versions are loaded from the registry and scored in this process on the same holdout
+and, unless ``check_explanations`` is off, on the same explanation panel
+(``settings.explain.panel_size`` images); the pure policy (``clearsight.promotion.decide``)
+decides, and ``clearsight.tracking.registry`` moves the aliases and records the decision where
+people look for it in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+from clearsight.config import Settings
+from clearsight.data import Dataset, holdout_panel
+from clearsight.promotion import Candidate, Decision, decide, score
+from clearsight.tracking.registry import registry_session
+
+
+def evaluate_and_promote(
+    settings: Settings,
+    holdout: Dataset,
+    challenger_version: str | None = None,
+    *,
+    check_explanations: bool = True,
+) -> Decision:
+    """Score challenger (the newest version unless named) and champion, decide, move aliases,
+    record the decision; returns it with every check and the numbers it was decided on."""
+    panel = holdout_panel(holdout, settings.explain.panel_size) if check_explanations else None
+    with registry_session(settings) as registry:
+        version = challenger_version or registry.latest()
+        champion_version = registry.champion()
+        # Loaded before any alias moves: a version that cannot load is refused untouched.
+        candidate = registry.load(version)
+        registry.mark_challenger(version)
+        challenger = score(candidate, version, holdout, panel)
+        champion: Candidate | None = None
+        if champion_version and champion_version != version:
+            champion = score(registry.load(champion_version), champion_version, holdout, panel)
+        decision = decide(challenger, champion, settings.promotion, registry.name)
+        if decision.promoted:
+            registry.crown(version)
+        registry.record(decision)
+    return decision
