@@ -4,6 +4,7 @@ route, in every middleware, and from the typed BentoML APIs."""
 from __future__ import annotations
 
 import json
+import math
 
 from starlette.responses import JSONResponse
 from starlette.types import Send
@@ -14,7 +15,10 @@ RETRY_AFTER_S = 1
 
 
 def error_headers(err: RequestError) -> dict[str, str]:
-    """A 503 (warming up, overloaded) says when to retry; a 401 which scheme to use."""
+    """A 503 (warming up, overloaded) or 429 (a caller's limit) says when to retry; a 401
+    which scheme to use."""
+    if err.retry_after_s is not None:
+        return {"Retry-After": str(max(1, math.ceil(err.retry_after_s)))}
     if err.status == 503:
         return {"Retry-After": str(RETRY_AFTER_S)}
     if err.status == 401:

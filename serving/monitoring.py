@@ -22,6 +22,8 @@ import bentoml
 from clearsight.config import Settings
 from clearsight.errors import RecordError
 from clearsight.inference.provenance import Provenance
+from clearsight.monitoring.answers import FILE as ANSWERS_FILE
+from clearsight.monitoring.answers import AnswerLedger
 from clearsight.monitoring.bounds import Bounds, OutOfBounds
 from clearsight.monitoring.reference import ARTIFACT
 from clearsight.monitoring.requests import RequestMonitor, default_bounds
@@ -65,6 +67,12 @@ class ServiceMonitoring:
         config = self.settings.monitoring
         self.traffic_dir: Path = self.settings.traffic_dir
         self.log = TrafficLog(self.traffic_dir, config.log_sample_rate, config.log_max_records)
+        # Every answer (not a sample): what /feedback is checked against.
+        self.answers = AnswerLedger(
+            self.traffic_dir / ANSWERS_FILE,
+            settings.serving.answer_ledger_max_rows,
+            settings.serving.feedback_max_age_s,
+        )
         self._scores_mtime = 0.0
         self._refresher: threading.Thread | None = None
 
@@ -82,7 +90,9 @@ class ServiceMonitoring:
             else "off",
         )
         self._start_refresher()
-        return RequestMonitor(bounds, self.log, provenance.version, on_checks=count_checks)
+        return RequestMonitor(
+            bounds, self.log, provenance.version, on_checks=count_checks, answers=self.answers
+        )
 
     def _run_bounds(self, provenance: Provenance) -> Bounds | None:
         if not provenance.run_id:

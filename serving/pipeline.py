@@ -8,12 +8,14 @@ metrics. Routes reach it through ``current_state()``, typed, rather than an unty
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import bentoml
 
+from clearsight.data.feedback import pending_images
 from clearsight.errors import RequestError
+from clearsight.inference.feedback_limits import FeedbackLimiter
 from serving.metrics import EXPLANATION_SECONDS, IMAGES
 
 if TYPE_CHECKING:
@@ -34,6 +36,22 @@ class ServiceState:
     holder: ModelHolder
     monitoring: ServiceMonitoring
     follower: AliasFollower | None = None
+    _feedback_limiter: FeedbackLimiter | None = field(default=None, repr=False)
+
+    def feedback_limiter(self) -> FeedbackLimiter:
+        """Per-caller feedback limits and the backlog cap, from the serving settings."""
+        if self._feedback_limiter is None:
+            config = self.settings.serving
+            folder = self.settings.incoming_dir
+            assert folder is not None
+            self._feedback_limiter = FeedbackLimiter(
+                max_images=config.feedback_max_images,
+                images_per_minute=config.feedback_images_per_minute,
+                burst_images=config.feedback_burst_images,
+                max_pending_images=config.feedback_max_pending_images,
+                pending_images=lambda: pending_images(folder),
+            )
+        return self._feedback_limiter
 
     def live(self) -> LiveModel:
         """The model that answers this request, read once; 503 until it has warmed up."""

@@ -27,6 +27,7 @@ from clearsight.inference.feedback import (
     FeedbackResponse,
     record_feedback,
 )
+from clearsight.inference.feedback_limits import caller_key
 from clearsight.inference.live import LiveModel
 from clearsight.inference.schemas import (
     ActivationsRequest,
@@ -41,6 +42,7 @@ from clearsight.inference.schemas import (
 )
 from serving import bodies
 from serving.errors import error_response
+from serving.guards import presented_key
 from serving.pipeline import current_state
 
 JSON = "application/json"
@@ -142,19 +144,31 @@ async def layer_activations(body: ActivationsRequest) -> Response:
 @app.post(
     "/feedback",
     response_model=FeedbackResponse,
-    responses=ERRORS,
+    responses=ERRORS
+    | {429: {"model": ErrorResponse, "description": "Over this caller's rate or the backlog cap"}},
     tags=["clearsight"],
     dependencies=API_KEY,
     status_code=202,
     summary="Send the right answers: labelled digits for the next retrain",
 )
-async def feedback(body: FeedbackRequest) -> Response:
-    """Images (as for /predict) with their true labels, and optionally the request id they
-    came from: written atomically as one incoming batch, which the next ingest checks and
-    adds to the training data (or quarantines). 202 with the batch name and image count."""
-    folder = current_state().settings.incoming_dir
+async def feedback(request: Request, body: FeedbackRequest) -> Response:
+    """Images (as for /predict) with their true labels and the ``request_id`` of the /predict
+    answer they came from (or ``request_ids``, one per image). Each image must be one that
+    request was answered for, recently; then the batch is written atomically to the incoming
+    folder, where the next ingest checks it (labels too) and adds it to the training data or
+    quarantines it. 202 with the batch name and image count; 429 with Retry-After past this
+    caller's rate or the backlog cap."""
+    state = current_state()
+    config = state.settings.serving
+    caller = caller_key(
+        request.client.host if request.client else None, presented_key(request.scope)
+    )
+    state.feedback_limiter().admit(caller, len(body.images))
+    folder = state.settings.incoming_dir
     assert folder is not None
-    answer = await anyio.to_thread.run_sync(record_feedback, body, folder)
+    answer = await anyio.to_thread.run_sync(
+        record_feedback, body, folder, state.monitoring.answers, config.feedback_max_age_s
+    )
     return json_response(answer, 202)
 
 

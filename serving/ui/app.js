@@ -160,7 +160,7 @@ $("predict").addEventListener("click", async () => {
     small.textContent = `${(100 * result.confidence).toFixed(1)}% confident`;
     $("verdict").append(small);
     showBars(result.probabilities, result.label);
-    offerFeedback(image, result.label);
+    offerFeedback(image, result.label, payload.request_id);
     showPreprocessing(result);
     showExplanations(result);
     setStatus(`done in ${payload.timing.total_ms.toFixed(0)} ms (${result.status})`);
@@ -173,11 +173,14 @@ $("predict").addEventListener("click", async () => {
 });
 
 // "The right answer was ...": the image just predicted, with the label a person gives it,
-// goes to POST /feedback (one incoming batch, checked and added to the training data).
+// goes to POST /feedback (one incoming batch, checked and added to the training data), with
+// the request_id of the prediction shown: the service takes feedback only for answers it gave.
 let lastImage = null;
+let lastRequestId = null;
 
-function offerFeedback(image, predicted) {
+function offerFeedback(image, predicted, requestId) {
   lastImage = image;
+  lastRequestId = requestId;
   $("truth").value = String(predicted);
   $("feedback").hidden = false;
   $("feedback-status").textContent = "";
@@ -185,12 +188,13 @@ function offerFeedback(image, predicted) {
 
 $("feedback").addEventListener("submit", async (event) => {
   event.preventDefault();
-  if (!lastImage) return;
+  if (!lastImage || !lastRequestId) return;
   $("send-feedback").disabled = true;
   try {
     const label = Number($("truth").value);
     const token = $("feedback-token").value.trim();
-    const answer = await call("/feedback", { images: [lastImage], labels: [label] }, token);
+    const body = { images: [lastImage], labels: [label], request_id: lastRequestId };
+    const answer = await call("/feedback", body, token);
     $("feedback-status").textContent = `thank you: saved as ${answer.batch} for the next retrain`;
   } catch (error) {
     $("feedback-status").textContent = `feedback not saved: ${error.message}`;

@@ -82,6 +82,20 @@ class DataSettings(BaseModel):
             "pack, so loading a data version opens few files; 0 or 1 never compacts."
         ),
     )
+    max_label_disagreement: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="A feedback batch whose labels differ from more than this share of the "
+        "served model's confident answers goes to quarantine for a person to review.",
+    )
+    label_check_confidence: float = Field(
+        default=0.9,
+        ge=0.0,
+        le=1.0,
+        description="An answer this confident (or more) counts as the model's confident answer "
+        "in the label check.",
+    )
 
 
 class TrainSettings(BaseModel):
@@ -248,6 +262,37 @@ class ServingSettings(BaseModel):
     )
     default_budget_ms: float | None = Field(
         default=None, gt=0, description="Explanation budget when a request gives none."
+    )
+    feedback_max_age_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="Feedback must name a request the service answered at most this long ago "
+        "(the answer ledger keeps answers this long).",
+    )
+    feedback_max_images: int = Field(
+        default=256, ge=1, description="Images per feedback request; more get 413."
+    )
+    feedback_images_per_minute: float = Field(
+        default=60.0,
+        gt=0,
+        description="Each caller's (client address + token) sustained feedback rate, in images.",
+    )
+    feedback_burst_images: int = Field(
+        default=512,
+        ge=1,
+        description="Images a caller may send at once before the rate applies (429 after).",
+    )
+    feedback_max_pending_images: int = Field(
+        default=5_000,
+        ge=1,
+        description="Feedback images waiting in the incoming folder for ingest; past it, "
+        "/feedback answers 429 until an ingest takes them.",
+    )
+    answer_ledger_max_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Answered images the answer ledger keeps (~100 bytes each) for feedback "
+        "to be checked against; the oldest are forgotten beyond it.",
     )
 
     def secret(self, name: str) -> str | None:

@@ -75,13 +75,19 @@ class RequestError(ClearsightError):
     """
 
     def __init__(
-        self, status: int, code: str, message: str, detail: list[dict[str, Any]] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        detail: list[dict[str, Any]] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.detail = detail or []
+        self.retry_after_s = retry_after_s  # a 429: when the same request would be admitted
 
     def body(self) -> dict[str, Any]:
         """The JSON error body (``error`` is a string, as the Open Inference Protocol wants)."""

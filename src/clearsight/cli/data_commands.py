@@ -162,3 +162,55 @@ def data_versions(as_json: JsonOpt = False) -> None:
                 v.digest[:12],
             )
         console.print(table)
+
+
+BatchArg = Annotated[str, typer.Argument(help="A quarantined batch's name (see data review).")]
+ByOpt = Annotated[
+    str | None, typer.Option("--by", help="Who decides (default: login name and host).")
+]
+
+
+@data_app.command("review")
+def data_review(as_json: JsonOpt = False) -> None:
+    """List quarantined batches: why each was stopped, and its report and label grid."""
+    with user_errors():
+        from clearsight.data.review import quarantined
+
+        settings = load_settings()
+        entries = quarantined(settings)
+        if as_json:
+            print_json([e.to_dict() for e in entries])
+            return
+        if not entries:
+            console.print(f"no quarantined batches in {settings.quarantine_dir}")
+            return
+        table = new_table(
+            f"quarantined batches in {settings.quarantine_dir}",
+            "batch",
+            "images",
+            "quarantined",
+            "reason",
+            "label grid",
+        )
+        for e in entries:
+            figure = e.figure.name if e.figure else "-"
+            table.add_row(e.name, str(e.n_images), e.quarantined_at, e.reason, figure)
+        console.print(table)
+
+
+@data_app.command("accept")
+def data_accept(batch: BatchArg, by: ByOpt = None) -> None:
+    """Send a quarantined batch back for ingest, its label check overridden (recorded)."""
+    with user_errors():
+        from clearsight.data.review import accept
+
+        console.print(accept(load_settings(), batch, by), highlight=False)
+
+
+@data_app.command("reject")
+def data_reject(batch: BatchArg, by: ByOpt = None) -> None:
+    """Delete a quarantined batch and its reports (recorded in reviews.jsonl)."""
+    with user_errors():
+        from clearsight.data.review import reject
+
+        console.print(reject(load_settings(), batch, by), highlight=False)

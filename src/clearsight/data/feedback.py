@@ -2,7 +2,9 @@
 
 A feedback request becomes exactly one ``.npz`` batch in the incoming folder, in the Keras
 ``mnist.npz`` layout the ``npz`` reader takes (``x_train``, ``y_train``) plus the request ids
-the images came from. It is written to a dot-named temporary file first and renamed into
+the images came from and, when the service checked them, what it answered for each image
+(``served_label``, ``served_confidence``, ``served_version``: what ingest's label check
+compares the given labels with, ``clearsight.data.label_check``). It is written to a dot-named temporary file first and renamed into
 place, so the incoming watcher (which skips dot names) sees a whole batch or none, and a
 unique name (UTC time + a random suffix) means concurrent requests never overwrite each other.
 """
@@ -46,8 +48,13 @@ def write_feedback_batch(
     pixels: np.ndarray,
     labels: np.ndarray | list[int],
     request_ids: list[str | None] | None = None,
+    served: dict[str, np.ndarray] | None = None,
 ) -> FeedbackBatch:
-    """Write uint8 (N, 28, 28) images with their true labels as one incoming batch, atomically."""
+    """Write uint8 (N, 28, 28) images with their true labels as one incoming batch, atomically.
+
+    ``served``: the service's answers per image (``served_label``, ``served_confidence``,
+    ``served_version``), stored beside the images for the label check at ingest.
+    """
     images = np.asarray(pixels)
     targets = np.asarray(labels, dtype=np.int64)
     if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or not len(images):
@@ -60,5 +67,36 @@ def write_feedback_batch(
     if len(ids) != len(images):
         raise DataSourceError(f"{len(ids)} request ids for {len(images)} images")
     arrays = {"x_train": images, "y_train": targets, "request_id": np.asarray(ids, dtype=str)}
+    for key, column in (served or {}).items():
+        if len(column) != len(images):
+            raise DataSourceError(f"{len(column)} {key} values for {len(images)} images")
+        arrays[key] = np.asarray(column)
     target = atomic_write(folder / batch_name(), lambda h: np.savez(h, **arrays), ".npz")
     return FeedbackBatch(target, len(images))
+
+
+_counts: dict[tuple[str, str], int] = {}  # (name, fingerprint) -> images, read once each
+
+
+def pending_images(folder: Path) -> int:
+    """Feedback images in ``folder`` that no ingest has taken yet (the /feedback backlog cap).
+
+    Lists the folder and the incoming ledger; each batch's image count is read once.
+    """
+    from clearsight.data.incoming import new_batches
+
+    total = 0
+    for batch in new_batches(folder):
+        if not batch.path.name.startswith(PREFIX) or batch.source != "npz":
+            continue
+        key = (batch.path.name, batch.fingerprint)
+        if len(_counts) > 10_000:  # names of long-ingested batches: start afresh
+            _counts.clear()
+        if key not in _counts:
+            try:
+                with np.load(batch.path, allow_pickle=False) as data:
+                    _counts[key] = len(data["y_train"])
+            except (OSError, KeyError, ValueError):  # taken meanwhile, or not ours
+                _counts[key] = 0
+        total += _counts[key]
+    return total

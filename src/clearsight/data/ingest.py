@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from clearsight.config import Settings
+from clearsight.data import label_check
 from clearsight.data.contract import expectation_specs, load_reference
 from clearsight.data.dataset import Dataset
 from clearsight.data.incoming import (
@@ -183,6 +184,7 @@ def ingest_batch(
         reference = load_reference(settings.reference_profile_path)
         specs = expectation_specs(settings.data, reference)
         held = holdout_hashes(settings) if held is None else held
+        labels = None
         try:
             data = read_batch(batch, settings)
         except DataSourceError as err:
@@ -193,8 +195,11 @@ def ingest_batch(
                 settings, data, batch_frame(data, held), head, before, specs, reference, index, held
             )
             check = run_checks(candidate)
+            check, labels = label_check.gate(settings, batch.path, data.labels, check)
         if not check.passed:
             moved, report = quarantine(settings, batch, check)
+            if labels is not None:  # the PNG grid of contradicted labels, for a person
+                label_check.write_report(moved, report, data.pixels(), labels)
             return BatchOutcome(name, False, check.reason, None, str(moved), str(report))
         stored = Dataset(data.pixels(), data.labels.astype(np.int64), data.origin)
         same = data.images.dtype == np.uint8 and np.array_equal(data.images, stored.images)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clearsight.monitoring.answers import AnswerLedger
 from clearsight.monitoring.bounds import Bounds, OutOfBounds
 from clearsight.monitoring.features import attribution_features, image_features
 from clearsight.monitoring.traffic import TrafficLog, TrafficRecord
@@ -53,7 +54,8 @@ def write_default_bounds(path: Path | None = None) -> Path:
 
 
 class RequestMonitor:
-    """Checks each answered image against ``bounds`` and logs a sample of them.
+    """Checks each answered image against ``bounds``, logs a sample of them, and records
+    every answer in the answer ledger (what feedback is checked against).
 
     ``on_checks`` (the service's counters) gets each reviewed batch's failed checks as
     records, so no one has to take a sentence apart to know which feature failed.
@@ -65,11 +67,13 @@ class RequestMonitor:
         log: TrafficLog | None,
         model_version: str,
         on_checks: Callable[[list[list[OutOfBounds]]], None] | None = None,
+        answers: AnswerLedger | None = None,
     ) -> None:
         self.bounds = bounds
         self.log = log
         self.model_version = model_version
         self.on_checks = on_checks
+        self.answers = answers
 
     def review(
         self,
@@ -88,6 +92,10 @@ class RequestMonitor:
         failed = self.bounds.check(features)
         if self.on_checks is not None:
             self.on_checks(failed)
+        if self.answers is not None:
+            labels = np.argmax(probabilities, axis=1)
+            confidences = np.asarray(probabilities)[np.arange(len(labels)), labels]
+            self.answers.record(request_id, images, labels, confidences, self.model_version)
         if self.log is None or not self.log.enabled:
             return failed
         now = time.time()

@@ -1,0 +1,158 @@
+"""The answer ledger: every image the service answered, by request id, for feedback to name.
+
+The traffic log keeps a *sample* of answered images (``monitoring.log_sample_rate``) for the
+drift monitor; feedback needs *every* answer, or a correction of an unsampled prediction could
+not be checked. So each answered image also gets one small row here, always: request id, the
+SHA-256 of the prepared 28x28 uint8 image (what the model saw, rounded the way feedback stores
+it), the time, and the served label, confidence and model version. Feedback is accepted only
+for a (request id, digest) pair found here and young enough (``serving.feedback_max_age_s``);
+the served label and confidence travel with the feedback batch, so ingest can compare the
+given labels with the champion's confident answers without the model.
+
+SQLite (stdlib) in WAL mode, indexed by request id: an insert costs tens of microseconds, a
+lookup is one index probe, and the file survives a restart. It is bounded: rows older than the
+feedback age and rows beyond ``max_rows`` are deleted every ``PRUNE_EVERY`` inserts. A write
+that fails (full disk, a locked file) is logged and dropped; it never fails a prediction: the
+only consequence is that feedback for that request is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+FILE = "answers.sqlite"
+PRUNE_EVERY = 1000
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    request_id TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    time REAL NOT NULL,
+    label INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    model_version TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_by_request ON answers (request_id);
+CREATE INDEX IF NOT EXISTS answers_by_time ON answers (time);
+"""
+
+
+def to_pixels(images: np.ndarray) -> np.ndarray:
+    """0-1 float images as the uint8 pixels a feedback batch stores (the same rounding)."""
+    return np.rint(np.clip(np.asarray(images, dtype=np.float64), 0, 1) * 255).astype(np.uint8)
+
+
+def image_digest(pixels: np.ndarray) -> str:
+    """SHA-256 of one uint8 (28, 28) image's bytes (C order)."""
+    return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answered image, as the ledger holds it."""
+
+    request_id: str
+    row: int
+    digest: str
+    time: float
+    label: int
+    confidence: float
+    model_version: str
+
+
+class AnswerLedger:
+    """Append every answer; look answers up by request id. Thread-safe; one per process."""
+
+    def __init__(self, path: Path, max_rows: int, max_age_s: float) -> None:
+        self.path = Path(path)
+        self.max_rows = max_rows
+        self.max_age_s = max_age_s
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._inserts = 0
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=0.5, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            self._db = db
+        return self._db
+
+    def record(
+        self,
+        request_id: str,
+        images: np.ndarray,
+        labels: np.ndarray,
+        confidences: np.ndarray,
+        model_version: str,
+        now: float | None = None,
+    ) -> None:
+        """One row per image of ``images`` (0-1 floats, (N, 28, 28)); never raises."""
+        stamp = time.time() if now is None else now
+        pixels = to_pixels(images)
+        rows = [
+            (
+                request_id,
+                i,
+                image_digest(pixels[i]),
+                stamp,
+                int(labels[i]),
+                float(confidences[i]),
+                model_version,
+            )
+            for i in range(len(pixels))
+        ]
+        try:
+            with self._lock:
+                db = self._connection()
+                with db:
+                    db.executemany("INSERT INTO answers VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self._inserts += len(rows)
+                if self._inserts >= PRUNE_EVERY:
+                    self._inserts = 0
+                    self._prune(db, stamp)
+        except (sqlite3.Error, OSError) as err:
+            self.dropped += len(rows)
+            logger.warning(
+                "answer ledger: %d answers not recorded (%s): %s", len(rows), self.path, err
+            )
+
+    def _prune(self, db: sqlite3.Connection, now: float) -> None:
+        """Forget answers older than the feedback age, then all but the newest ``max_rows``."""
+        with db:
+            db.execute("DELETE FROM answers WHERE time < ?", (now - self.max_age_s,))
+            db.execute(
+                "DELETE FROM answers WHERE rowid <= "
+                "(SELECT rowid FROM answers ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                (self.max_rows,),
+            )
+
+    def lookup(self, request_id: str) -> list[Answer]:
+        """Every answered image of one request (empty when unknown or forgotten)."""
+        with self._lock:
+            cursor = self._connection().execute(
+                "SELECT request_id, row, digest, time, label, confidence, model_version "
+                "FROM answers WHERE request_id = ? ORDER BY row",
+                (request_id,),
+            )
+            return [Answer(*row) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
