@@ -41,6 +41,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TOKENS = {
     "CLEARSIGHT_SERVING__FEEDBACK_TOKEN": FEEDBACK_TOKEN,
     "CLEARSIGHT_SERVING__ADMIN_TOKEN": ADMIN_TOKEN,
+    # The module's tests send ~1,000 feedback images from one caller within minutes.
+    "CLEARSIGHT_SERVING__FEEDBACK_BURST_IMAGES": "5000",
 }
 RUN_TAGS = {
     "data_digest.train": "a" * 64,
@@ -216,3 +218,35 @@ def client(server: Server) -> Iterator[httpx.Client]:
 def offline_probabilities(model: keras.Model, x: np.ndarray) -> np.ndarray:
     """The model's own answer for float32 (N, 28, 28) images in 0-1."""
     return keras.ops.convert_to_numpy(model(x[..., None], training=False))
+
+
+@dataclass(frozen=True)
+class Answered:
+    """What the service answered for each image: its request id, label and confidence."""
+
+    request_ids: list[str]
+    labels: np.ndarray
+    confidences: np.ndarray
+
+
+def answered(http: httpx.Client, images: np.ndarray, per_request: int = 50) -> Answered:
+    """Predict uint8 (N, 28, 28) images (``per_request`` at a time, no explanations): the
+    answers feedback on these images has to name."""
+    ids: list[str] = []
+    labels: list[int] = []
+    confidences: list[float] = []
+    for start in range(0, len(images), per_request):
+        chunk = images[start : start + per_request]
+        body = {
+            "images": [
+                {"kind": "array", "scale": "0-255", "data": im.astype(int).tolist()} for im in chunk
+            ],
+            "explain": False,
+        }
+        response = http.post("/predict", json=body)
+        assert response.status_code == 200, response.text
+        payload = response.json()
+        ids += [payload["request_id"]] * len(chunk)
+        labels += [r["label"] for r in payload["results"]]
+        confidences += [r["confidence"] for r in payload["results"]]
+    return Answered(ids, np.array(labels), np.array(confidences))

@@ -17,7 +17,7 @@ from PIL import Image
 
 from clearsight.data.sources import load_embedded
 from serving.guards import OPEN_PATHS, scope_of
-from tests.serving.conftest import FEEDBACK, Registry, Server
+from tests.serving.conftest import FEEDBACK, Registry, Server, answered
 
 N_CONCURRENT = 50
 
@@ -56,19 +56,50 @@ def test_bad_feedback_is_refused_and_writes_nothing(
 ) -> None:
     images, labels = fresh
     before = _batches(registry)
+    [rid, other] = answered(client, images[:2], per_request=1).request_ids
     cases = [
-        ({"images": [_array(images[0])], "labels": [10]}, 400, "labels.0"),
-        ({"images": [_array(images[0])], "labels": [1, 2]}, 400, "2 labels for 1 images"),
-        ({"images": [_array(images[0])]}, 400, "labels"),
+        ({"images": [_array(images[0])], "labels": [10], "request_id": rid}, 400, "labels.0"),
+        (
+            {"images": [_array(images[0])], "labels": [1, 2], "request_id": rid},
+            400,
+            "2 labels for 1 images",
+        ),
+        ({"images": [_array(images[0])], "request_id": rid}, 400, "labels"),
+        ({"images": [_array(images[0])], "labels": [1]}, 400, "request_id"),
         (
             {
                 "images": [_array(images[0]), {"kind": "base64", "data": "bm90IGFuIGltYWdl"}],
                 "labels": [1, 2],
+                "request_id": rid,
             },
             422,
             "image 1",
         ),
-        ({"images": [_array(images[0] * 2.0)], "labels": [int(labels[0])]}, 422, "image 0"),
+        (
+            {"images": [_array(images[0] * 2.0)], "labels": [int(labels[0])], "request_id": rid},
+            422,
+            "image 0",
+        ),
+        # feedback names a request this service answered, for the images it answered
+        (
+            {"images": [_array(images[0])], "labels": [1], "request_id": "made-up"},
+            422,
+            "was not answered here",
+        ),
+        (
+            {"images": [_array(images[1])], "labels": [1], "request_id": rid},
+            422,
+            "is not one request",
+        ),
+        (
+            {
+                "images": [_array(images[0]), _array(images[1])],
+                "labels": [1, 2],
+                "request_ids": [rid],
+            },
+            400,
+            "1 request ids for 2 images",
+        ),
     ]
     for body, status, named in cases:
         response = client.post("/feedback", json=body, headers=FEEDBACK)
@@ -76,6 +107,14 @@ def test_bad_feedback_is_refused_and_writes_nothing(
         assert named in response.json()["error"]
         assert response.json()["code"]
     assert _batches(registry) == before, "nothing is stored from a refused request"
+    both = {
+        "images": [_array(images[0]), _array(images[1])],
+        "labels": [int(labels[0]), int(labels[1])],
+        "request_ids": [rid, other],
+    }
+    response = client.post("/feedback", json=both, headers=FEEDBACK)
+    assert response.status_code == 202, response.text
+    (_batches(registry) - before).pop().unlink()  # later tests start from a clean folder
 
 
 def test_concurrent_feedback_loses_no_image(server: Server, registry: Registry, fresh) -> None:
@@ -84,13 +123,26 @@ def test_concurrent_feedback_loses_no_image(server: Server, registry: Registry, 
     images, labels = fresh
     before = _batches(registry)
 
-    def post(i: int) -> dict:
-        rows = [(i * 3 + k) % len(images) for k in range(1 + i % 3)]
+    def rows_of(i: int) -> list[int]:
+        return [(i * 3 + k) % len(images) for k in range(1 + i % 3)]
+
+    def encoded(i: int) -> list[dict]:
         encode = _array if i % 2 else _png
+        return [encode(images[r]) for r in rows_of(i)]
+
+    request_ids = []  # feedback names the prediction: predict each post's images first
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for i in range(N_CONCURRENT):
+            predicted = http.post("/predict", json={"images": encoded(i), "explain": False})
+            assert predicted.status_code == 200, predicted.text
+            request_ids.append(predicted.json()["request_id"])
+
+    def post(i: int) -> dict:
+        rows = rows_of(i)
         body = {
-            "images": [encode(images[r]) for r in rows],
+            "images": encoded(i),
             "labels": [int(labels[r]) for r in rows],
-            "request_id": f"req-{i}",
+            "request_id": request_ids[i],
         }
         with httpx.Client(base_url=server.url, timeout=60) as http:
             response = http.post("/feedback", json=body, headers=FEEDBACK)
@@ -109,7 +161,8 @@ def test_concurrent_feedback_loses_no_image(server: Server, registry: Registry, 
             with np.load(folder / answer["batch"]) as npz:
                 assert len(npz["x_train"]) == answer["count"] == len(answer["sent"])
                 assert npz["y_train"].tolist() == [int(labels[r]) for r in answer["sent"]]
-                assert set(npz["request_id"]) == {f"req-{i}"}
+                assert set(npz["request_id"]) == {request_ids[i]}
+                assert len(npz["served_label"]) == answer["count"]
                 stored += len(npz["x_train"])
                 if i % 2:  # arrays are stored exactly
                     assert np.array_equal(npz["x_train"], images[answer["sent"]])
@@ -178,12 +231,13 @@ def test_feedback_becomes_a_new_data_version_and_a_better_champion(
     weak = evaluate_and_promote(settings, gated.splits.holdout, weak_run.version)
     assert weak.promoted
     with prefect_test_harness(server_startup_timeout=180):
+        served = answered(client, images)  # feedback names the predictions it corrects
         for start in range(0, len(images), 50):  # 200 labelled digits, 4 feedback requests
             rows = range(start, start + 50)
             body = {
                 "images": [_array(images[r]) for r in rows],
                 "labels": [int(labels[r]) for r in rows],
-                "request_id": f"page-{start}",
+                "request_ids": served.request_ids[start : start + 50],
             }
             response = client.post("/feedback", json=body, headers=FEEDBACK)
             assert response.status_code == 202 and response.json()["count"] == 50

@@ -79,24 +79,31 @@ _counts: dict[tuple[str, str], int] = {}  # (name, fingerprint) -> images, read 
 
 
 def pending_images(folder: Path) -> int:
-    """Feedback images in ``folder`` that no ingest has taken yet (the /feedback backlog cap).
+    """Feedback images in ``folder`` that no ingest has finished yet (the /feedback backlog
+    cap): batches without a final ledger outcome, claimed ones included.
 
-    Lists the folder and the incoming ledger; each batch's image count is read once.
+    Lists only ``feedback-*.npz`` (never the dot-named temporary files that come and go while
+    it runs); each batch's image count is read once.
     """
-    from clearsight.data.incoming import new_batches
+    from clearsight.data.incoming import DONE, fingerprint, read_ledger
 
+    if not folder.is_dir():
+        return 0
+    ledger = read_ledger(folder)
     total = 0
-    for batch in new_batches(folder):
-        if not batch.path.name.startswith(PREFIX) or batch.source != "npz":
-            continue
-        key = (batch.path.name, batch.fingerprint)
-        if len(_counts) > 10_000:  # names of long-ingested batches: start afresh
-            _counts.clear()
-        if key not in _counts:
-            try:
-                with np.load(batch.path, allow_pickle=False) as data:
+    for path in folder.glob(f"{PREFIX}-*.npz"):
+        try:
+            stamp = fingerprint(path)
+            entry = ledger.get(path.name) or {}
+            if entry.get("fingerprint") == stamp and entry.get("status", DONE) == DONE:
+                continue
+            key = (path.name, stamp)
+            if len(_counts) > 10_000:  # names of long-ingested batches: start afresh
+                _counts.clear()
+            if key not in _counts:
+                with np.load(path, allow_pickle=False) as data:
                     _counts[key] = len(data["y_train"])
-            except (OSError, KeyError, ValueError):  # taken meanwhile, or not ours
-                _counts[key] = 0
+        except (OSError, KeyError, ValueError):  # taken meanwhile, or not ours
+            continue
         total += _counts[key]
     return total
