@@ -209,7 +209,8 @@ def ingest_incoming(settings: Settings) -> IngestResult:
 
 @task(name="check-new-data", cache_policy=NO_CACHE, timeout_seconds=300, **IO_RETRIES)
 def check_new_data(settings: Settings) -> DataFreshness:
-    """Is the newest data version other than the champion's? (Else retraining cannot help.)"""
+    """Has a finished training run (promoted or not) seen the newest data version? (Then
+    retraining on it can only repeat that run.)"""
     from clearsight.tracking.data_lineage import data_freshness
 
     return data_freshness(settings)
@@ -234,8 +235,9 @@ def retrain(
 
     Pending incoming batches are ingested first (each one a new data version, or quarantined),
     so the run trains on the newest data version. ``only_if_new_data`` (the nightly
-    deployment): when that version is the one the champion was trained on, record "skipped:
-    no new data" and return None without training.
+    deployment): when a finished training run already trained on that version (the champion,
+    or a challenger that lost), record "skipped: no new data" and return None without
+    training.
     """
     from clearsight.tracking.registry import registry_state
 

@@ -27,6 +27,7 @@ MUST_NOT_IMPORT = {
     "inference": {"mlflow"},
     "monitoring": {"mlflow"},
     "promotion.py": {"mlflow"},
+    "retrain_policy.py": {"mlflow", "keras"},
     "config.py": {"mlflow", "keras"},
     "errors.py": {"mlflow", "keras", "pydantic"},
     "choices.py": {"mlflow", "keras", "pydantic"},

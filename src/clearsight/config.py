@@ -199,6 +199,13 @@ class MonitoringSettings(BaseModel):
         "logged images that have none).",
     )
     experiment: str = "clearsight-monitoring"
+    retrain_cooldown_hours: float = Field(
+        default=24.0,
+        ge=0.0,
+        description="After the monitor starts a retrain on drift, it starts no other for this "
+        "long, and afterwards only when the data or the champion changed "
+        "(clearsight.retrain_policy).",
+    )
 
 
 class ServingSettings(BaseModel):

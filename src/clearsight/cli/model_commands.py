@@ -86,7 +86,8 @@ def retrain(
         bool,
         typer.Option(
             "--only-if-new-data",
-            help="Skip training when the newest data version is the champion's.",
+            help="Skip training when a finished run (promoted or not) already trained on "
+            "the newest data version.",
         ),
     ] = False,
     as_json: JsonOpt = False,

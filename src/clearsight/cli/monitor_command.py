@@ -70,8 +70,8 @@ def monitor(
                 console.print(
                     f"retrain could help: {outcome.newer_data}"
                     if outcome.newer_data
-                    else "no labelled data newer than the champion's: collect labels "
-                    "(POST /feedback) or see docs/monitoring.md"
+                    else "no labelled data that a finished training run has not seen: "
+                    "collect labels (POST /feedback) or see docs/monitoring.md"
                 )
             if outcome.mlflow_run_id:
                 console.print(

@@ -5,7 +5,10 @@
 - ``promote``: score challenger and champion on the same holdout, apply the policy
   (``clearsight.promotion``), move the aliases;
 - ``ingest``: incoming batches -> new data versions, or quarantine;
-- ``monitor``: the latest window of served traffic against the champion's reference.
+- ``monitor``: the latest window of served traffic against the champion's reference;
+- ``retrain_trigger``: what the monitor does about drift (retrain, wait out the cooldown,
+  alert), from the data no finished run saw and the last trigger
+  (``clearsight.retrain_policy``).
 
 Each one sequences the layers below it (``data``, ``model``, ``explain``, ``reporting``,
 ``monitoring``, ``promotion``) and hands MLflow's part to ``tracking``, which only writes and

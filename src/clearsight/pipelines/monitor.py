@@ -24,7 +24,7 @@ import numpy as np
 
 from clearsight.config import Settings
 from clearsight.data.splits import HoldoutStore
-from clearsight.errors import ClearsightError, MonitorError, RegistryError
+from clearsight.errors import MonitorError, RegistryError
 from clearsight.monitoring.check import figure_png, fill_attributions
 from clearsight.monitoring.drift import MIN_WINDOW, DriftReport, compare
 from clearsight.monitoring.reference import ARTIFACT, Reference, compute_reference
@@ -94,31 +94,13 @@ def holdout_reference(settings: Settings, model: object, version: str) -> Refere
 
 
 def newer_labelled_data(settings: Settings) -> str | None:
-    """Why a retrain could help now (labelled data newer than the champion's), or None.
+    """Why a retrain could help now, or None: a newest data version that no finished training
+    run has seen (accepted batches, feedback included; a lost challenger's data does not
+    count), or incoming batches not yet ingested, which a retrain ingests first
+    (``clearsight.pipelines.retrain_trigger.labelled_data``)."""
+    from clearsight.pipelines.retrain_trigger import labelled_data
 
-    Two kinds count: a newest data version other than the one the champion was trained on
-    (``clearsight.tracking.data_lineage.data_freshness``: accepted batches, feedback
-    included), and incoming batches not yet ingested (``clearsight.data.incoming.new_batches``),
-    which a retrain ingests first. A champion that names no data version (trained before data
-    versions existed) counts only the incoming batches: retraining it on the same data would
-    not answer drift.
-    """
-    from clearsight.data.incoming import new_batches
-
-    reasons = []
-    try:
-        from clearsight.tracking.data_lineage import data_freshness
-
-        freshness = data_freshness(settings)
-        if freshness.newest and freshness.champion and freshness.newest != freshness.champion:
-            reasons.append(freshness.reason())
-    except (ImportError, OSError, ValueError, ClearsightError):
-        pass  # no readable version store (yet): incoming batches still count below
-    assert settings.incoming_dir is not None
-    batches = new_batches(settings.incoming_dir)
-    if batches:
-        reasons.append(f"{len(batches)} new incoming batch(es) in {settings.incoming_dir}")
-    return "; ".join(reasons) or None
+    return labelled_data(settings).why()
 
 
 def run_monitor(

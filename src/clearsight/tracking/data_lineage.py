@@ -1,66 +1,56 @@
-"""Which data version the champion was trained on, and whether newer data exists.
+"""Whether newer data exists than any finished training run has seen.
 
-A nightly retrain on the data the champion already saw can only tie it (and ties keep the
-champion): ``data_freshness`` says whether retraining can help, by comparing the newest data
-version of the configured source with the ``data_version`` tag of the champion's run.
+A retrain on data that a finished run already trained on can only repeat that run's result:
+a tie with a champion trained on it, or the same loss as a challenger that lost on it.
+``data_freshness`` reads the newest data version of the configured source and, in one MLflow
+search, the newest FINISHED run of the training experiment whose ``data_version`` tag names it
+(promoted or not: the tag comes from ``tracking.run.log_data_version``); the decision itself
+is ``clearsight.retrain_policy.decide_freshness``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
 
-from clearsight.choices import CHAMPION
 from clearsight.config import Settings
 from clearsight.data.sources import load
 from clearsight.data.versions import VersionStore
-from clearsight.errors import RegistryError
-from clearsight.tracking.registry import describe_version
+from clearsight.retrain_policy import DataFreshness, TrainedRun, decide_freshness
+from clearsight.tracking.store import configure
+
+__all__ = ["DataFreshness", "data_freshness", "newest_run_on"]
+
+TAG = "data_version"
 
 
-@dataclass(frozen=True)
-class DataFreshness:
-    """The newest data version and the champion's (None: no champion, or one trained before
-    data versions existed, or a source never trained on)."""
-
-    newest: str | None
-    champion: str | None
-    champion_model_version: str | None
-
-    @property
-    def new_data(self) -> bool:
-        return self.newest is None or self.champion is None or self.newest != self.champion
-
-    def reason(self) -> str:
-        if self.champion_model_version is None:
-            return "no champion yet: training bootstraps one"
-        if self.newest is None:
-            return "the configured source has no data version yet: never trained on"
-        if self.champion is None:
-            return f"champion v{self.champion_model_version} names no data version"
-        if self.newest == self.champion:
-            return (
-                f"champion v{self.champion_model_version} was trained on {self.champion}, "
-                "the newest data version: no new data"
-            )
-        return (
-            f"newest data version {self.newest} differs from {self.champion} of champion "
-            f"v{self.champion_model_version}"
-        )
-
-
-def champion_data_version(settings: Settings) -> tuple[str | None, str | None]:
-    """(champion's model version, the data version its run was trained on); Nones without
-    a champion."""
-    try:
-        info = describe_version(settings, CHAMPION)
-    except RegistryError:
-        return None, None
-    return info.version, info.run_tags.get("data_version")
+def newest_run_on(settings: Settings, data_version: str) -> TrainedRun | None:
+    """The newest finished run of the training experiment that trained on ``data_version``
+    (any model version, promoted or not); None when none did."""
+    experiment_id = configure(settings)
+    quoted = data_version.replace("'", "")  # ids are ``dv0003``; never let a quote through
+    runs = MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.{TAG} = '{quoted}' and attributes.status = 'FINISHED'",
+        run_view_type=ViewType.ACTIVE_ONLY,
+        max_results=1,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    tags = run.data.tags
+    return TrainedRun(
+        run_id=run.info.run_id,
+        data_version=tags[TAG],
+        run_name=run.info.run_name or "",
+        verdict=tags.get("promotion.verdict"),
+    )
 
 
 def data_freshness(settings: Settings) -> DataFreshness:
-    """Newest data version of ``settings.data`` against the champion's."""
+    """Newest data version of ``settings.data`` against the runs that trained on it."""
     base = load(settings.data)
     newest = VersionStore.of(settings).latest_id(base.digest)
-    model_version, data_version = champion_data_version(settings)
-    return DataFreshness(newest, data_version, model_version)
+    trained = newest_run_on(settings, newest) if newest is not None else None
+    return decide_freshness(newest, trained)
