@@ -5,12 +5,16 @@ traffic log, logs the report to MLflow (experiment ``clearsight-monitoring``) an
 scores the service shows in ``/metrics``. This flow decides what drift means:
 
 - no drift: a Markdown artifact with the scores, Completed;
-- drift and labelled data newer than the champion's (a new data version, or incoming batches
-  not yet ingested): it runs the ``retrain`` flow as a subflow (which ingests, trains and
-  promotes only if the challenger is better);
-- drift and no newer labelled data: an alert, a Markdown artifact saying what drifted and
-  what to do, and the run ends **Failed**, so Prefect automations and notifications on failed
-  runs fire (retraining on the same data cannot answer drift: labels are needed).
+- drift and labelled data no finished training run has seen (a new data version, or incoming
+  batches not yet ingested): it runs the ``retrain`` flow as a subflow (which ingests, trains
+  and promotes only if the challenger is better), at most once per
+  ``monitoring.retrain_cooldown_hours`` and only when the data or the champion changed since
+  the last one (``clearsight.retrain_policy.decide_trigger``); a check inside the cooldown
+  is Completed with a note;
+- drift and no such data, or a triggered retrain that left nothing behind: an alert, a
+  Markdown artifact saying what drifted and what to do, and the run ends **Failed**, so
+  Prefect automations and notifications on failed runs fire (retraining on the same data
+  cannot answer drift: labels are needed).
 
 Too little traffic to test (fewer than 20 logged images) is not a failure: Completed, with a
 note. The deployment (``prefect.yaml``, ``monitor/hourly``) runs it every hour.
@@ -32,6 +36,7 @@ from clearsight.config import Settings
 from clearsight.errors import MonitorError
 from clearsight.offline import quiet_output
 from clearsight.pipelines.monitor import MonitorOutcome
+from clearsight.retrain_policy import Action, TriggerDecision
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
@@ -46,6 +51,14 @@ def check_drift(settings: Settings, window: int | None) -> MonitorOutcome | None
     except MonitorError as err:
         get_run_logger().info("not tested: %s", err.one_line())
         return None
+
+
+@task(name="decide-on-drift", cache_policy=NO_CACHE, timeout_seconds=300)
+def decide_on_drift(settings: Settings, outcome: MonitorOutcome) -> TriggerDecision:
+    """Retrain, alert or wait out the cooldown (the library's rule)."""
+    from clearsight.pipelines.retrain_trigger import decide_on_drift as decide
+
+    return decide(settings, outcome.report.drifted, outcome.version)
 
 
 def report_markdown(outcome: MonitorOutcome, action: str) -> str:
@@ -72,7 +85,8 @@ def report_markdown(outcome: MonitorOutcome, action: str) -> str:
 
 @flow(name="monitor", timeout_seconds=3 * 3600, log_prints=True)
 def monitor(window: int | None = None, retrain_on_drift: bool = True) -> State:
-    """Test served traffic for drift; retrain when newer labelled data exists, else alert."""
+    """Test served traffic for drift; retrain when unseen labelled data exists (with a
+    cooldown), else alert."""
     settings = Settings()
     outcome = check_drift(settings, window)
     if outcome is None:
@@ -86,28 +100,38 @@ def monitor(window: int | None = None, retrain_on_drift: bool = True) -> State:
         )
         return Completed(message=f"no drift in {report.window} served images")
     reasons = "; ".join(report.reasons)
-    if outcome.newer_data and retrain_on_drift:
+    decision = decide_on_drift(settings, outcome)
+    if decision.action is Action.RETRAIN and retrain_on_drift:
+        from clearsight.pipelines.retrain_trigger import record_trigger, trigger_path
         from flows.retrain import retrain
 
+        assert decision.record is not None
+        record_trigger(trigger_path(settings), decision.record)  # before: a crash counts too
         create_markdown_artifact(
-            markdown=report_markdown(outcome, f"retraining: {outcome.newer_data}"),
+            markdown=report_markdown(outcome, f"retraining: {decision.reason}"),
             key="monitor",
             description="drift: retraining",
         )
-        print(f"drift ({reasons}); retraining: {outcome.newer_data}")
+        print(f"drift ({reasons}); retraining: {decision.reason}")
         path = str(settings.data.path) if settings.data.path else None
         state = retrain(source=settings.data.source, path=path, return_state=True)
         if not state.is_completed():
             return Failed(message=f"drift ({reasons}); the retrain failed: {state.message}")
         return Completed(message=f"drift ({reasons}); retrained")
-    action = (
-        "no labelled data newer than the champion's: collect labels for recent traffic "
-        "(POST /feedback or a batch in data/incoming/), then retrain; see docs/monitoring.md"
-    )
+    if decision.action is Action.COOLDOWN:
+        create_markdown_artifact(
+            markdown=report_markdown(outcome, f"none yet: {decision.reason}"),
+            key="monitor",
+            description="drift: retrain in cooldown",
+        )
+        return Completed(message=f"drift ({reasons}); not retrained: {decision.reason}")
+    action = decision.reason
+    if decision.action is Action.RETRAIN:
+        action = f"retrain_on_drift is off, though a retrain could help: {decision.reason}"
     create_markdown_artifact(
-        markdown=report_markdown(outcome, f"ALERT: {action}"),
+        markdown=report_markdown(outcome, f"ALERT: {action}; see docs/monitoring.md"),
         key="monitor-alert",
-        description="drift without newer labelled data",
+        description="drift: alert",
     )
     return Failed(message=f"drift alert: {reasons}")
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import mlflow
@@ -142,11 +143,29 @@ def test_monitor_flow_alerts_without_newer_data_and_sees_new_batches(champion) -
 
         keys = {a.key for a in anyio.run(artifacts)}
         assert "monitor-alert" in keys
-    assert newer_labelled_data(settings) is None
-    incoming = settings.incoming_dir
-    incoming.mkdir(parents=True, exist_ok=True)
-    np.savez(incoming / "labelled.npz", x_train=np.zeros((1, 28, 28), np.uint8), y_train=[3])
-    assert "new incoming batch" in (newer_labelled_data(settings) or "")
+        assert newer_labelled_data(settings) is None
+        incoming = settings.incoming_dir
+        incoming.mkdir(parents=True, exist_ok=True)
+        np.savez(incoming / "labelled.npz", x_train=np.zeros((1, 28, 28), np.uint8), y_train=[3])
+        assert "new incoming batch" in (newer_labelled_data(settings) or "")
+
+        # A retrain triggered an hour ago for this champion: the drift persists, the new
+        # batch waits for the cooldown to end instead of starting another retrain.
+        from clearsight.pipelines.retrain_trigger import (
+            labelled_data,
+            record_trigger,
+            trigger_path,
+        )
+        from clearsight.retrain_policy import LastTrigger
+
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        record_trigger(trigger_path(settings), LastTrigger(an_hour_ago, "1", "dv0001"))
+        versions = len(mlflow.MlflowClient().search_model_versions("name='clearsight-cnn'"))
+        waiting = monitor(window=100, return_state=True)
+        assert waiting.is_completed() and "not retrained" in waiting.message, waiting.message
+        assert "cooldown" in waiting.message
+        assert len(mlflow.MlflowClient().search_model_versions("name='clearsight-cnn'")) == versions
+        assert labelled_data(settings).incoming == ("labelled.npz",)
 
 
 def test_a_version_without_a_logged_reference_uses_the_frozen_holdout(champion) -> None:
