@@ -28,8 +28,10 @@ from starlette.responses import JSONResponse
 
 from clearsight.access import admin_token
 from clearsight.errors import RequestError
+from clearsight.inference.budget import ExplainBudget
 from clearsight.inference.live import LiveModel, ModelHolder
 from clearsight.inference.provenance import Provenance
+from clearsight.inference.scheduling import FairScheduler
 from clearsight.inference.schemas import ExplainOptions, ImageInput, PredictRequest, PredictResponse
 from clearsight.offline import QUIET_ENVIRONMENT, quiet_output
 from serving.batching import AdaptiveBatcher
@@ -94,6 +96,7 @@ class Clearsight:
 
     def __init__(self) -> None:
         monitoring = ServiceMonitoring(SETTINGS)  # traffic log, OOD bounds, drift gauges
+        self.explain_scheduler = FairScheduler(SERVER.explain_workers)
         self.monitoring = monitoring
         predictor = self.new_predictor(
             load_stored_model(self.stored_model),
@@ -120,7 +123,14 @@ class Clearsight:
         from clearsight.inference.predictor import Predictor
 
         predictor = Predictor(
-            model, provenance, source, SERVER.default_budget_ms, SERVER.mlflow_ui_url
+            model,
+            provenance,
+            source,
+            SERVER.default_budget_ms,
+            SERVER.mlflow_ui_url,
+            budget=ExplainBudget(SERVER.max_explain_units, SERVER.explain_over_budget),
+            chunk_units=SERVER.explain_chunk_units,
+            scheduler=self.explain_scheduler,  # one for every version: swaps share the workers
         )
         predictor.monitor = self.monitoring.monitor_for(provenance, bool(SERVER.follow_alias))
         return predictor

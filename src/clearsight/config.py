@@ -301,6 +301,37 @@ class ServingSettings(BaseModel):
         description="Answered images the answer ledger keeps (~100 bytes each) for feedback "
         "to be checked against; the oldest are forgotten beyond it.",
     )
+    max_explain_units: int = Field(
+        default=4096,
+        ge=64,
+        description="Explanation cost allowed per request, in units: images x targets x, for "
+        "each method run, its evaluations x weight (integrated_gradients steps+1, smoothgrad "
+        "samples, occlusion windows x 0.5, shap nsamples x 3, saliency and grad_cam 1; see "
+        "clearsight.inference.budget). One unit is about one gradient of one image, 0.3-0.6 "
+        "ms on 2 cores. The default request (1 image, IG 32 steps + Grad-CAM) costs 34; the "
+        "default limit is about a second of work on 2 cores (docs/benchmarks.md). At least 64, "
+        "so that 'degrade' can always fit 64 images.",
+    )
+    explain_over_budget: Literal["refuse", "degrade"] = Field(
+        default="refuse",
+        description="A request over max_explain_units: 'refuse' answers 422 over_budget "
+        "naming the limit and the request's cost; 'degrade' halves step parameters (IG steps, "
+        "SmoothGrad samples, SHAP nsamples) down to floors, then cuts targets, then replaces "
+        "methods by saliency, most expensive first, and says so per image (status degraded).",
+    )
+    explain_chunk_units: int = Field(
+        default=256,
+        ge=1,
+        description="Explanation work is run in chunks of at most this many units (one method "
+        "over a slice of a request's images, one image at least), served round-robin across "
+        "requests, so a large request cannot hold small ones for longer than a chunk.",
+    )
+    explain_workers: int = Field(
+        default=1,
+        ge=1,
+        description="Threads that run explanation chunks at once (TensorFlow already uses "
+        "every core for one chunk).",
+    )
 
     def secret(self, name: str) -> str | None:
         """The plain value of one of the secret fields, or None when unset."""

@@ -4,7 +4,9 @@
 fixed-signature function of ``clearsight.explain.model_gradients`` (one trace for every batch
 size; calling ``model.predict`` per request costs ~50 ms instead of ~1 ms). The caller hands
 ``predict`` an async forward function, normally an ``AdaptiveBatcher``, so that images of
-concurrent requests share passes. Explanations run in one worker thread at a time.
+concurrent requests share passes. Explanations are first held to the explanation budget
+(``clearsight.inference.budget``: refused or reduced when over it), then run as chunks through
+a ``FairScheduler`` shared round-robin with other requests' chunks.
 """
 
 from __future__ import annotations
@@ -26,8 +28,17 @@ from clearsight.digits import CLASS_NAMES, IMAGE_SIZE, SCALE_MAX
 from clearsight.errors import ImageError, RequestError
 from clearsight.explain import explain, model_gradients
 from clearsight.explain.gradients import PROBABILITIES
+from clearsight.inference.budget import (
+    BudgetPlan,
+    Cost,
+    ExplainBudget,
+    method_units,
+    over_budget,
+    plan,
+)
 from clearsight.inference.explanations import (
     FALLBACK_METHOD,
+    BatchExplanation,
     CostModel,
     ExplainedBatch,
     explain_batch,
@@ -39,11 +50,13 @@ from clearsight.inference.images import (
     to_batch,
 )
 from clearsight.inference.provenance import Provenance
+from clearsight.inference.scheduling import FairScheduler
 from clearsight.inference.schemas import (
     EXAMPLE_PNG_BASE64,
     ActivationsRequest,
     ActivationsResponse,
     ArrayImage,
+    BudgetReport,
     ExplainerDefaults,
     ExplainOptions,
     ImageInput,
@@ -93,6 +106,16 @@ def decode_images(items: list[ImageInput]) -> DecodedBatch:
     return batch
 
 
+def budget_note(budget: BudgetPlan | None) -> str | None:
+    """The line each image of a reduced request carries (None: nothing was reduced)."""
+    if budget is None or not budget.reductions:
+        return None
+    return (
+        f"explanation budget: {budget.requested_units:,.0f} units asked, over the limit of "
+        f"{budget.limit:,}; reduced to {budget.units:,.0f}: {'; '.join(budget.reductions)}"
+    )
+
+
 class Predictor:
     """One model, ready to answer ``PredictRequest``s and report where it came from."""
 
@@ -103,7 +126,14 @@ class Predictor:
         bento_model: str,
         default_budget_ms: float | None = None,
         mlflow_ui_url: str | None = None,
+        *,
+        budget: ExplainBudget | None = None,
+        chunk_units: float | None = 256,
+        scheduler: FairScheduler | None = None,
     ) -> None:
+        """``budget``: the explanation limit per request (default: 4096 units, refuse);
+        ``chunk_units``: the size of a fair-share chunk (None: one chunk per method);
+        ``scheduler``: shared with other predictors (versions) so they share the workers."""
         self.model = model
         self.mlflow_ui_url = mlflow_ui_url.rstrip("/") if mlflow_ui_url else None
         self.provenance = provenance
@@ -111,7 +141,9 @@ class Predictor:
         self.default_budget_ms = default_budget_ms
         self.costs = CostModel()
         self._gradients = model_gradients(model)
-        self._explain_limiter: anyio.CapacityLimiter | None = None
+        self.budget = budget or ExplainBudget()
+        self.chunk_units = chunk_units
+        self.scheduler = scheduler or FairScheduler()
         self.ready = False
         # Out-of-distribution checks and the traffic log (None: neither); the service sets it.
         self.monitor: RequestMonitor | None = None
@@ -150,23 +182,42 @@ class Predictor:
 
     # -- requests -----------------------------------------------------------------------
     async def _explain_async(
-        self, x: np.ndarray, options: ExplainOptions, probabilities: np.ndarray
+        self, x: np.ndarray, budget: BudgetPlan, probabilities: np.ndarray
     ) -> ExplainedBatch:
-        if self._explain_limiter is None:
-            self._explain_limiter = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(
-            self.explain, x, options, probabilities, limiter=self._explain_limiter
+        """The request's explanations, chunk by chunk, each chunk when its turn comes."""
+        job = BatchExplanation(
+            self.model,
+            x,
+            budget.options,
+            self.costs,
+            probabilities,
+            substitutions=budget.substitutions,
+            chunk_units=self.chunk_units,
         )
+        turn = object()  # this request's key in the round-robin
+        for chunk in job.chunks():
+            await self.scheduler.run(turn, chunk)
+        return job.result()
 
     async def attribution_maps(self, x: np.ndarray, method: MethodName) -> np.ndarray:
-        """Raw maps (N, 28, 28) of ``method`` for each image's predicted class."""
-
-        def run() -> np.ndarray:
-            return explain(self.model, x, method, "predicted").maps
-
-        if self._explain_limiter is None:
-            self._explain_limiter = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(run, limiter=self._explain_limiter)
+        """Raw maps (N, 28, 28) of ``method`` (library defaults) for each image's predicted
+        class. Over the explanation budget it is refused whatever the policy: raw maps have
+        no place to say what a reduction changed."""
+        per_image = method_units(method)
+        cost = Cost(len(x), 1, {method: per_image})
+        if cost.units > self.budget.max_units:
+            raise over_budget(cost, self.budget.max_units)
+        step = len(x) if self.chunk_units is None else max(1, int(self.chunk_units // per_image))
+        turn = object()
+        maps = []
+        for start in range(0, len(x), step):
+            part = x[start : start + step]
+            maps.append(
+                await self.scheduler.run(
+                    turn, lambda part=part: explain(self.model, part, method, "predicted").maps
+                )
+            )
+        return np.concatenate(maps)
 
     async def predict(self, request: PredictRequest, forward: Forward) -> PredictResponse:
         """Answer a request; images that cannot be read get status 'error', the rest go on.
@@ -186,11 +237,14 @@ class Predictor:
             detail = [{"index": i, "error": e} for i, e in enumerate(errors)]
             summary = "; ".join(f"image {d['index']}: {d['error']}" for d in detail[:3])
             raise RequestError(422, "invalid_image", f"no image could be read ({summary})", detail)
+        options = request.explain_options(self.default_budget_ms)
+        # Before any work: a request over the budget is refused (422) or reduced here.
+        budget = plan(options, len(valid), self.budget) if options else None
         x = to_batch([images[i] for i in valid])
         probabilities = np.asarray(await forward(x))
         forwarded = time.perf_counter()
-        options = request.explain_options(self.default_budget_ms)
-        explained = await self._explain_async(x, options, probabilities) if options else None
+        explained = await self._explain_async(x, budget, probabilities) if budget else None
+        reduced = budget_note(budget)
         request_id = uuid.uuid4().hex
         out_of_distribution = self._review(x, probabilities, request_id, explained)
         finished = time.perf_counter()
@@ -203,7 +257,9 @@ class Predictor:
         for row, index in enumerate(valid):
             p = probabilities[row]
             label = int(np.argmax(p))
-            warnings = explained.warnings[row] if explained else []
+            warnings = ([reduced] if reduced else []) + (
+                explained.warnings[row] if explained else []
+            )
             results.append(
                 ImageResult(
                     index=index,
@@ -228,6 +284,14 @@ class Predictor:
                 explain_ms=1e3 * (finished - forwarded),
                 total_ms=1e3 * (finished - start),
                 methods_ms=explained.methods_ms if explained else {},
+            ),
+            explain_budget=None
+            if budget is None
+            else BudgetReport(
+                limit=budget.limit,
+                requested_units=budget.requested_units,
+                units=budget.units,
+                reductions=budget.reductions,
             ),
         )
 
@@ -312,6 +376,12 @@ class Predictor:
                 fallback_method=FALLBACK_METHOD,
                 available_methods=list(METHOD_NAMES),
                 measured_ms_per_image=dict(self.costs.ms_per_row),
+                max_units=self.budget.max_units,
+                over_budget=self.budget.over_budget,
+                units_per_target={
+                    m: method_units(m, defaults.parameters.model_dump().get(m))
+                    for m in METHOD_NAMES
+                },
             ),
             mlflow_run_url=(
                 f"{self.mlflow_ui_url}/#/runs/{p.run_id}"

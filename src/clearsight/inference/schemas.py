@@ -241,6 +241,20 @@ class PredictTiming(BaseModel):
     )
 
 
+class BudgetReport(BaseModel):
+    """What the request's explanations cost against the server's limit, and what was reduced
+    to fit it (empty: nothing; then the request ran as asked)."""
+
+    limit: int = Field(description="The server's max_explain_units per request.")
+    requested_units: float = Field(description="The cost of the request as sent.")
+    units: float = Field(description="The cost of what ran.")
+    reductions: list[str] = Field(
+        default_factory=list,
+        description="In order, e.g. 'integrated_gradients steps 256 -> 32', "
+        "'targets top-3 -> top-1', 'shap replaced by saliency'.",
+    )
+
+
 class PredictResponse(BaseModel):
     model: ModelIdentity
     request_id: str | None = Field(
@@ -248,6 +262,9 @@ class PredictResponse(BaseModel):
     )
     results: list[ImageResult]
     timing: PredictTiming
+    explain_budget: BudgetReport | None = Field(
+        default=None, description="The explanation budget of this request (null: none asked)."
+    )
 
 
 class ExplainerDefaults(BaseModel):
@@ -258,6 +275,16 @@ class ExplainerDefaults(BaseModel):
     parameters: MethodParameters
     fallback_method: MethodName
     available_methods: list[MethodName]
+    max_units: int | None = Field(
+        default=None, description="Explanation units allowed per request (max_explain_units)."
+    )
+    over_budget: Literal["refuse", "degrade"] | None = Field(
+        default=None, description="What a request over max_units gets: 422, or reduced."
+    )
+    units_per_target: dict[str, float] = Field(
+        default_factory=dict,
+        description="Units of each method for one image and one target, default parameters.",
+    )
     measured_ms_per_image: dict[str, float] = Field(
         description="Warm cost of each method for one image and one target, on this host."
     )

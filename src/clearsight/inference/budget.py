@@ -1,0 +1,297 @@
+"""What an explanation request costs, in units, and what to do with one over the limit.
+
+Why units and not milliseconds: a limit must be decided before any work runs, from the
+request alone, the same way on every host. One **unit** is one gradient evaluation of one
+image for one target (a forward and a backward pass, about 0.3-0.6 ms on 2 CPU cores). A
+request costs
+
+    images x targets per image x sum over the methods it runs of (evaluations x weight)
+
+where a method's evaluations per (image, target) and its weight are (``METHOD_COSTS``):
+
+| method | evaluations | weight | why the weight |
+|---|---|---|---|
+| saliency | 1 | 1 | one gradient |
+| grad_cam | 1 | 1 | one gradient at the last conv layer |
+| integrated_gradients | steps + 1 (trapezoid) | 1 | one gradient per path point |
+| smoothgrad | samples | 1 | one gradient per noisy copy |
+| occlusion | windows (13 x 13 = 169 at window 4, stride 2) | 0.5 | forward passes only |
+| shap | nsamples | 3 | expected gradients plus SHAP's per-call Python overhead |
+
+Weights were measured on the seed CNN on 2 cores (docs/benchmarks.md). A method that a
+request names twice, or that several substitutions map to (saliency), runs once and is
+counted once. Map encoding (float16, PNG) is not counted: it is linear in the maps, which the
+units already bound.
+
+Over the limit a request is refused (422 ``over_budget``, the limit and its cost named) or,
+with the ``degrade`` policy, reduced in this order until it fits, each step said in the
+answer: (1) halve the largest step parameter (IG steps, SmoothGrad samples, SHAP nsamples)
+down to its floor; (2) fewer targets per image (top-k: smaller k; explicit: the first
+classes listed); (3) replace methods by saliency, the most expensive first.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from clearsight.choices import MethodName
+from clearsight.digits import IMAGE_SIZE
+from clearsight.errors import RequestError
+from clearsight.inference.schemas import ExplainOptions
+
+OverBudget = Literal["refuse", "degrade"]
+FALLBACK: MethodName = "saliency"
+
+
+@dataclass(frozen=True)
+class MethodCost:
+    """How one method's evaluations per (image, target) follow from its parameters."""
+
+    weight: float
+    parameter: str | None = None  # the request parameter that counts evaluations
+    floor: int = 1  # the smallest value ``degrade`` reduces that parameter to
+    extra: int = 0  # evaluations on top of the parameter (IG's trapezoid end point)
+
+
+METHOD_COSTS: dict[str, MethodCost] = {
+    "saliency": MethodCost(1.0),
+    "grad_cam": MethodCost(1.0),
+    "integrated_gradients": MethodCost(1.0, "steps", floor=16, extra=1),
+    "smoothgrad": MethodCost(1.0, "samples", floor=8),
+    "occlusion": MethodCost(0.5),
+    "shap": MethodCost(3.0, "nsamples", floor=10),
+}
+
+
+def _library_default(method: str, name: str) -> Any:
+    """A parameter's default in the library function (what a request that omits it gets)."""
+    from clearsight.explain import get_method
+
+    return inspect.signature(get_method(method).function).parameters[name].default
+
+
+def occlusion_windows(window: int, stride: int, size: int = IMAGE_SIZE) -> int:
+    """Window positions of occlusion on a size x size image (see ``occlusion_masks``)."""
+    starts = list(range(0, max(size - window, 0) + 1, stride))
+    if starts[-1] + window < size:
+        starts.append(size - window)
+    return len(starts) ** 2
+
+
+def method_units(method: str, params: Mapping[str, Any] | None = None) -> float:
+    """Units of ``method`` for one (image, target) with ``params`` (library defaults for the
+    ones not given)."""
+    cost = METHOD_COSTS[method]
+    params = params or {}
+    if method == "occlusion":
+        window = params.get("window", _library_default(method, "window"))
+        stride = params.get("stride", _library_default(method, "stride"))
+        return cost.weight * occlusion_windows(int(window), int(stride))
+    if cost.parameter is None:
+        return cost.weight
+    value = params.get(cost.parameter, _library_default(method, cost.parameter))
+    return cost.weight * (int(value) + cost.extra)
+
+
+def _parameters(method: str, options: ExplainOptions) -> dict[str, Any]:
+    chosen = getattr(options.parameters, method, None)
+    return chosen.model_dump() if chosen is not None else {}
+
+
+def targets_per_image(options: ExplainOptions) -> int:
+    if options.targets == "top-k":
+        return options.k
+    if options.targets == "explicit":
+        return len(options.classes or [])
+    return 1
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A request's cost: units in all, and units per (image, target) of each method run."""
+
+    images: int
+    targets: int
+    per_method: dict[str, float]
+
+    @property
+    def units(self) -> float:
+        return self.images * self.targets * sum(self.per_method.values())
+
+    def describe(self) -> str:
+        methods = " + ".join(f"{m} {u:g}" for m, u in self.per_method.items())
+        return (
+            f"{self.units:,.0f} units ({self.images} image(s) x {self.targets} target(s) x "
+            f"({methods}) units each)"
+        )
+
+
+def request_cost(
+    options: ExplainOptions,
+    images: int,
+    substitutions: Mapping[str, str] | None = None,
+) -> Cost:
+    """The cost of explaining ``images`` images with ``options``; ``substitutions`` maps a
+    requested method to the one that runs instead (each method run counts once)."""
+    substitutions = substitutions or {}
+    per_method: dict[str, float] = {}
+    for requested in options.methods:
+        served = substitutions.get(requested, requested)
+        if served not in per_method:
+            params = _parameters(served, options) if served == requested else {}
+            per_method[served] = method_units(served, params)
+    return Cost(images, targets_per_image(options), per_method)
+
+
+@dataclass(frozen=True)
+class ExplainBudget:
+    """The server's limit: ``max_units`` per request, and what happens to a request over it."""
+
+    max_units: int = 4096
+    over_budget: OverBudget = "refuse"
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The options to run, the methods substituted, and what was reduced (empty: nothing)."""
+
+    options: ExplainOptions
+    substitutions: dict[str, str] = field(default_factory=dict)
+    reductions: list[str] = field(default_factory=list)
+    requested_units: float = 0.0
+    units: float = 0.0
+    limit: int = 0
+
+
+def over_budget(cost: Cost, limit: int) -> RequestError:
+    """The 422 that names the limit, the request's cost and how to get under it."""
+    per_image = cost.units / max(cost.images, 1)
+    fit = int(limit // per_image) if per_image else cost.images
+    hint = (
+        f"at most {fit} image(s) with these options"
+        if fit >= 1
+        else "fewer methods, steps or targets per image"
+    )
+    return RequestError(
+        422,
+        "over_budget",
+        f"explanations of this request cost {cost.describe()}, over the limit of {limit:,} "
+        f"units per request (max_explain_units); send fewer images, methods, steps or "
+        f"targets: {hint}",
+        [
+            {
+                "limit": limit,
+                "units": cost.units,
+                "images": cost.images,
+                "targets_per_image": cost.targets,
+                "units_per_target": cost.per_method,
+            }
+        ],
+    )
+
+
+def plan(options: ExplainOptions, images: int, budget: ExplainBudget) -> BudgetPlan:
+    """Fit ``options`` for ``images`` images into ``budget``: unchanged when within it; else
+    refused (``RequestError`` 422) or reduced in the documented order, per the policy."""
+    requested = request_cost(options, images)
+    if requested.units <= budget.max_units:
+        return BudgetPlan(options, {}, [], requested.units, requested.units, budget.max_units)
+    if budget.over_budget == "refuse":
+        raise over_budget(requested, budget.max_units)
+    current, substitutions, reductions = options, {}, []
+    for step in (_fewer_steps, _fewer_targets, _cheaper_methods):
+        current, substitutions = step(current, substitutions, images, budget.max_units, reductions)
+        if request_cost(current, images, substitutions).units <= budget.max_units:
+            final = request_cost(current, images, substitutions).units
+            return BudgetPlan(
+                current, substitutions, reductions, requested.units, final, budget.max_units
+            )
+    raise over_budget(request_cost(current, images, substitutions), budget.max_units)
+
+
+def _units(options: ExplainOptions, images: int, substitutions: Mapping[str, str]) -> float:
+    return request_cost(options, images, substitutions).units
+
+
+def _fewer_steps(
+    options: ExplainOptions,
+    substitutions: dict[str, str],
+    images: int,
+    limit: int,
+    reductions: list[str],
+) -> tuple[ExplainOptions, dict[str, str]]:
+    """Halve the step parameter that costs most, again and again, down to each floor."""
+    original = {m: _parameters(m, options) for m in options.methods}
+    while _units(options, images, substitutions) > limit:
+        cost = request_cost(options, images, substitutions)
+        reducible = [
+            m
+            for m, _ in sorted(cost.per_method.items(), key=lambda item: -item[1])
+            if METHOD_COSTS[m].parameter is not None
+            and _parameters(m, options)[METHOD_COSTS[m].parameter] > METHOD_COSTS[m].floor
+        ]
+        if not reducible:
+            break
+        method = reducible[0]
+        name, floor = METHOD_COSTS[method].parameter, METHOD_COSTS[method].floor
+        assert name is not None
+        value = max(floor, _parameters(method, options)[name] // 2)
+        chosen = getattr(options.parameters, method).model_copy(update={name: value})
+        parameters = options.parameters.model_copy(update={method: chosen})
+        options = options.model_copy(update={"parameters": parameters})
+    for method in options.methods:
+        name = METHOD_COSTS[method].parameter
+        if name is None:
+            continue
+        before, after = original[method][name], _parameters(method, options)[name]
+        if after != before:
+            reductions.append(f"{method} {name} {before} -> {after}")
+    return options, substitutions
+
+
+def _fewer_targets(
+    options: ExplainOptions,
+    substitutions: dict[str, str],
+    images: int,
+    limit: int,
+    reductions: list[str],
+) -> tuple[ExplainOptions, dict[str, str]]:
+    """As many targets per image as fit (at least one): top-k gets a smaller k, explicit
+    classes keep the first ones listed."""
+    cost = request_cost(options, images, substitutions)
+    if cost.units <= limit or cost.targets <= 1:
+        return options, substitutions
+    per_target = cost.units / cost.targets
+    keep = max(1, min(cost.targets, int(limit // per_target)))
+    if options.targets == "top-k":
+        reductions.append(f"targets top-{options.k} -> top-{keep}")
+        return options.model_copy(update={"k": keep}), substitutions
+    assert options.classes is not None
+    kept = options.classes[:keep]
+    reductions.append(f"classes {options.classes} -> {kept}")
+    return options.model_copy(update={"classes": kept}), substitutions
+
+
+def _cheaper_methods(
+    options: ExplainOptions,
+    substitutions: dict[str, str],
+    images: int,
+    limit: int,
+    reductions: list[str],
+) -> tuple[ExplainOptions, dict[str, str]]:
+    """Replace methods by saliency, the most expensive per (image, target) first."""
+    substitutions = dict(substitutions)
+    cost = request_cost(options, images, substitutions)
+    for method, _ in sorted(cost.per_method.items(), key=lambda item: -item[1]):
+        if _units(options, images, substitutions) <= limit:
+            break
+        if method == FALLBACK:
+            continue
+        for requested in options.methods:
+            if substitutions.get(requested, requested) == method:
+                substitutions[requested] = FALLBACK
+        reductions.append(f"{method} replaced by {FALLBACK}")
+    return options, substitutions
