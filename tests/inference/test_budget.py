@@ -42,7 +42,7 @@ def test_units_follow_each_methods_evaluations() -> None:
     assert method_units("smoothgrad", {"samples": 16}) == 16
     assert occlusion_windows(4, 2) == 13 * 13
     assert method_units("occlusion", {"window": 4, "stride": 2}) == 0.5 * 169
-    assert method_units("shap", {"nsamples": 50}) == 150
+    assert method_units("shap", {"nsamples": 50}) == 300
     # Parameters not given take the library function's defaults.
     assert method_units("integrated_gradients") == 33
 
