@@ -53,7 +53,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "Malformed request: the field and the problem are named"),
         (401, "Missing or wrong API key (when the service has one)"),
         (413, "Request body over the configured limit"),
-        (422, "No image of the request could be read"),
+        (422, "No image of the request could be read, or explanations over the budget"),
         (503, "Warming up or overloaded; retry shortly"),
     )
 }

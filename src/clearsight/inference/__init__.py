@@ -1,5 +1,6 @@
 """Request handling without a web framework: schemas, image decoding, prediction with
-explanations within a budget, the Open Inference Protocol's types, provenance and a client.
+explanations within a budget (``budget``: units per request; ``scheduling``: chunks shared
+round-robin between requests), the Open Inference Protocol's types, provenance and a client.
 
 ``serving/`` (BentoML, FastAPI, Starlette) wires these to routes; nothing here imports them.
 Modules are imported on demand: ``schemas``, ``settings`` and ``client`` are light (pydantic,

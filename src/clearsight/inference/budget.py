@@ -37,13 +37,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from clearsight.choices import MethodName
+from clearsight.choices import SALIENCY, MethodName
 from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import RequestError
 from clearsight.inference.schemas import ExplainOptions
 
 OverBudget = Literal["refuse", "degrade"]
-FALLBACK: MethodName = "saliency"
+FALLBACK: MethodName = SALIENCY
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from typing import Any, cast
 import keras
 import numpy as np
 
-from clearsight.choices import SALIENCY, MethodName
+from clearsight.choices import MethodName
 from clearsight.explain import Attribution, encode_map, explain, get_method
 from clearsight.explain.targets import TargetSpec, resolve_targets
-from clearsight.inference.budget import method_units
+from clearsight.inference.budget import FALLBACK, method_units
 from clearsight.inference.schemas import (
     ExplainOptions,
     Explanation,
@@ -35,7 +35,7 @@ from clearsight.inference.schemas import (
 
 logger = logging.getLogger(__name__)
 
-FALLBACK_METHOD: MethodName = SALIENCY
+FALLBACK_METHOD: MethodName = FALLBACK  # one floor for the time and the unit budget
 
 
 @dataclass
