@@ -37,7 +37,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from clearsight.choices import SALIENCY, MethodName
+from clearsight.choices import (
+    GRAD_CAM,
+    INTEGRATED_GRADIENTS,
+    OCCLUSION,
+    SALIENCY,
+    SHAP,
+    SMOOTHGRAD,
+    MethodName,
+)
 from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import RequestError
 from clearsight.inference.schemas import ExplainOptions
@@ -57,12 +65,12 @@ class MethodCost:
 
 
 METHOD_COSTS: dict[str, MethodCost] = {
-    "saliency": MethodCost(1.0),
-    "grad_cam": MethodCost(1.0),
-    "integrated_gradients": MethodCost(1.0, "steps", floor=16, extra=1),
-    "smoothgrad": MethodCost(1.0, "samples", floor=8),
-    "occlusion": MethodCost(0.5),
-    "shap": MethodCost(6.0, "nsamples", floor=10),
+    SALIENCY: MethodCost(1.0),
+    GRAD_CAM: MethodCost(1.0),
+    INTEGRATED_GRADIENTS: MethodCost(1.0, "steps", floor=16, extra=1),
+    SMOOTHGRAD: MethodCost(1.0, "samples", floor=8),
+    OCCLUSION: MethodCost(0.5),
+    SHAP: MethodCost(6.0, "nsamples", floor=10),
 }
 
 
@@ -86,7 +94,7 @@ def method_units(method: str, params: Mapping[str, Any] | None = None) -> float:
     ones not given)."""
     cost = METHOD_COSTS[method]
     params = params or {}
-    if method == "occlusion":
+    if method == OCCLUSION:
         window = params.get("window", _library_default(method, "window"))
         stride = params.get("stride", _library_default(method, "stride"))
         return cost.weight * occlusion_windows(int(window), int(stride))
