@@ -91,7 +91,12 @@ class ServiceMonitoring:
         )
         self._start_refresher()
         return RequestMonitor(
-            bounds, self.log, provenance.version, on_checks=count_checks, answers=self.answers
+            bounds,
+            self.log,
+            provenance.version,
+            on_checks=count_checks,
+            answers=self.answers,
+            run_id=provenance.run_id,
         )
 
     def _run_bounds(self, provenance: Provenance) -> Bounds | None:

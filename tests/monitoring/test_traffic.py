@@ -6,7 +6,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from clearsight.monitoring import traffic
 from clearsight.monitoring.requests import RequestMonitor, default_bounds
@@ -16,7 +15,7 @@ from clearsight.monitoring.traffic import TrafficLog, chunks, read_window
 def review_batches(log: TrafficLog, batches: int, size: int, seed: int = 0) -> np.ndarray:
     """Send ``batches`` requests of ``size`` random images through a RequestMonitor."""
     rng = np.random.default_rng(seed)
-    monitor = RequestMonitor(default_bounds(), log, "7")
+    monitor = RequestMonitor(default_bounds(), log, "7", run_id="run-7")
     sent = []
     for i in range(batches):
         x = rng.random((size, 28, 28, 1), dtype=np.float32)
@@ -35,19 +34,28 @@ def test_records_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(window.pixels, sent, atol=1 / 255)
     assert set(window.request_ids) == {"req-0", "req-1", "req-2"}
     assert set(window.model_versions) == {"7"}
-    assert np.isnan(window.attributions["ig_spread"]).all()  # no explanation was computed
+    assert set(window.run_ids) == {"run-7"}
     assert len(read_window(tmp_path, 5)) == 5
 
 
-def test_integrated_gradients_summary_is_logged_when_computed(tmp_path: Path) -> None:
+def test_chunks_from_before_run_ids_still_read_and_their_summaries_are_ignored(
+    tmp_path: Path,
+) -> None:
+    """A chunk written by an older service (caller-derived ``attribution_*`` columns, no
+    ``run_ids``) reads next to a new one: run id "" and no attribution column is used."""
     log = TrafficLog(tmp_path, sample_rate=1.0, max_records=100)
-    x = np.zeros((2, 28, 28, 1), np.float32)
-    x[:, 10:18, 10:18] = 1.0
-    maps = {1: np.ones((28, 28))}
-    RequestMonitor(default_bounds(), log, "1").review(x, np.eye(10)[:2], "r", maps)
-    log.flush()
-    share = read_window(tmp_path).attributions["ig_ink_share"]
-    assert np.isnan(share[0]) and share[1] == pytest.approx(64 / 784)
+    review_batches(log, 1, 3)
+    new = chunks(tmp_path)[0]
+    with np.load(new) as data:
+        columns = {k: data[k] for k in data.files if k != "run_ids"}
+    columns["attribution_ig_spread"] = np.array([1.0, 2.0])
+    old = tmp_path / "00000000000000000001-1-2.npz"  # sorts first: the oldest chunk
+    with old.open("wb") as handle:
+        np.savez(handle, **{k: v[:2] for k, v in columns.items()})
+    window = read_window(tmp_path)
+    assert len(window) == 5
+    assert list(window.run_ids) == ["", "", "run-7", "run-7", "run-7"]
+    assert not hasattr(window, "attributions")
 
 
 def test_rotation_keeps_at_most_max_records_and_the_newest(tmp_path: Path) -> None:

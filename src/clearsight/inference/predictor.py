@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from pydantic import BaseModel
 
-from clearsight.choices import INTEGRATED_GRADIENTS, METHOD_NAMES, MethodName
+from clearsight.choices import METHOD_NAMES, MethodName
 from clearsight.digits import CLASS_NAMES, IMAGE_SIZE, SCALE_MAX
 from clearsight.errors import ImageError, RequestError
 from clearsight.explain import explain, model_gradients
@@ -246,7 +246,7 @@ class Predictor:
         explained = await self._explain_async(x, budget, probabilities) if budget else None
         reduced = budget_note(budget)
         request_id = uuid.uuid4().hex
-        out_of_distribution = self._review(x, probabilities, request_id, explained)
+        out_of_distribution = self._review(x, probabilities, request_id)
         finished = time.perf_counter()
 
         results = [
@@ -300,21 +300,15 @@ class Predictor:
         x: np.ndarray,
         probabilities: np.ndarray,
         request_id: str,
-        explained: ExplainedBatch | None,
     ) -> list[list[str]]:
         """Out-of-distribution checks per image, as the sentences the answer shows, and
-        traffic records (never raises: a monitoring fault must not fail a prediction)."""
+        traffic records (never raises: a monitoring fault must not fail a prediction).
+        The request's explanations are not passed on: they follow the caller's options, and
+        the monitor's attribution summaries must not (``clearsight.monitoring.traffic``)."""
         if self.monitor is None:
             return [[] for _ in range(len(x))]
-        ig_maps: dict[int, np.ndarray] = {}
-        attribution = explained.attributions.get(INTEGRATED_GRADIENTS) if explained else None
-        if attribution is not None:
-            labels = probabilities.argmax(axis=1)
-            for row, image in enumerate(attribution.image_index):
-                if int(attribution.targets[row]) == int(labels[int(image)]):
-                    ig_maps[int(image)] = attribution.maps[row]
         try:
-            failed = self.monitor.review(x, probabilities, request_id, ig_maps)
+            failed = self.monitor.review(x, probabilities, request_id)
             return [[str(check) for check in row] for row in failed]
         except Exception:
             logger.exception("request monitoring failed; answering without it")

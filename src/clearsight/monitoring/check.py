@@ -1,14 +1,16 @@
 """The pure parts of one monitoring check, given a window of traffic and a loaded model.
 
-``fill_attributions`` computes the integrated-gradients summaries the service did not log
-(with the champion model, in one batch); ``figure_png`` draws reference against window per
-tested feature. The check itself (read the window, fetch the champion's reference from
-MLflow, test, log, write the scores) is the use case ``clearsight.pipelines.monitor``.
+``served_attributions`` computes the window's integrated-gradients summaries, each with the
+model of the version that served the image and the fixed parameters ``features.MONITOR_IG``;
+``figure_png`` draws reference against window per tested feature. The check itself (read the
+window, load the serving versions and the champion's reference from MLflow, test, log, write
+the scores) is the use case ``clearsight.pipelines.monitor``.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -21,15 +23,29 @@ from clearsight.monitoring.features import (
 from clearsight.monitoring.reference import Reference
 from clearsight.monitoring.traffic import TrafficWindow
 
+ServingKey = tuple[str, str]  # (model version, training run id; "" when not logged)
 
-def fill_attributions(window: TrafficWindow, model: object) -> dict[str, np.ndarray]:
-    """The window's attribution summaries, computing those the service did not log."""
-    values = {k: np.array(v, dtype=np.float64) for k, v in window.attributions.items()}
-    missing = ~np.isfinite(values[ATTRIBUTION_FEATURES[0]])
-    if missing.any():
-        computed = integrated_gradients_features(model, window.pixels[missing])
+
+def serving_keys(window: TrafficWindow) -> dict[ServingKey, np.ndarray]:
+    """The versions that served the window, each with a mask of its records."""
+    pairs = list(zip(map(str, window.model_versions), map(str, window.run_ids), strict=True))
+    return {key: np.array([pair == key for pair in pairs]) for key in dict.fromkeys(pairs)}
+
+
+def served_attributions(
+    window: TrafficWindow, models: Mapping[ServingKey, object | None]
+) -> dict[str, np.ndarray]:
+    """Attribution summaries of every record, each computed with the model of the version
+    that served it (``models``, keyed as ``serving_keys``); NaN for records whose version has
+    no model there, which the drift test then leaves out."""
+    values = {k: np.full(len(window), np.nan) for k in ATTRIBUTION_FEATURES}
+    for key, rows in serving_keys(window).items():
+        model = models.get(key)
+        if model is None:
+            continue
+        computed = integrated_gradients_features(model, window.pixels[rows])
         for name in ATTRIBUTION_FEATURES:
-            values[name][missing] = computed[name]
+            values[name][rows] = computed[name]
     return values
 
 
@@ -57,9 +73,10 @@ def figure_png(
         ref = np.asarray(ref, dtype=np.float64)
         ax.hist(ref, bins=30, density=True, alpha=0.5, label="reference")
         if win is not None:
-            ax.hist(
-                np.asarray(win, dtype=np.float64), bins=30, density=True, alpha=0.5, label="window"
-            )
+            win = np.asarray(win, dtype=np.float64)
+            win = win[np.isfinite(win)]  # records whose serving version could not be loaded
+            if len(win):
+                ax.hist(win, bins=30, density=True, alpha=0.5, label="window")
         test = tests.get(name)
         flag = " DRIFT" if test and test.drifted else ""
         score = f" (-log10 p {test.score:.1f}{flag})" if test else ""

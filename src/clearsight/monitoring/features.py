@@ -5,8 +5,9 @@ the same way as ``clearsight.data.profile``) with what users change when they dr
 differently: the ink's extent (bounding-box height and width: thick or large strokes) and its
 centring (ink-mass centroid offset from the image centre: off-centre digits). Attribution
 features summarise where the model looked: the centroid and spread of the positive
-attribution mass and the share of it that lies on the digit's ink. A model that starts
-"looking" off the digit is a warning even when the inputs' summary statistics look normal.
+attribution mass and the share of it that lies on the digit's ink, always from integrated
+gradients with the fixed parameters ``MONITOR_IG``. A model that starts "looking" off the
+digit is a warning even when the inputs' summary statistics look normal.
 
 All functions take images in the model's 0-1 scale, (N, 28, 28) or (N, 28, 28, 1).
 """
@@ -30,6 +31,16 @@ ATTRIBUTION_FEATURES = ("ig_centroid_dx", "ig_centroid_dy", "ig_spread", "ig_ink
 # 0-1 scale; not imported, so that the service does not load the data package (a test checks).
 INK_LEVEL = 0.5
 CENTRE = (IMAGE_SIZE - 1) / 2.0
+# The fixed, server-side integrated-gradients parameters of every attribution summary (the
+# reference's and the monitor's): written out rather than taken from the explain defaults, so
+# that neither a request's options nor a change of those defaults can change what is compared.
+MONITOR_IG_TARGET = "predicted"
+MONITOR_IG: dict[str, object] = {
+    "steps": 32,
+    "baseline": "black",
+    "rule": "trapezoid",
+    "output": "logits",
+}
 
 
 def _squeeze(images: np.ndarray) -> np.ndarray:
@@ -105,13 +116,22 @@ def attribution_features(maps: np.ndarray, images: np.ndarray) -> dict[str, np.n
 
 
 def integrated_gradients_features(model: object, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Integrated gradients for each image's predicted class, summarised (library defaults:
-    the same method and parameters the service uses for explanation requests)."""
+    """Integrated gradients for each image's predicted class with ``MONITOR_IG``, summarised.
+
+    The one way attribution summaries are made, for the training reference and for served
+    traffic alike: never with a caller's parameters, so no request can move the monitor.
+    """
     from clearsight.choices import INTEGRATED_GRADIENTS
     from clearsight.explain import explain
 
     x = _squeeze(images).astype(np.float32)[..., None]
     if len(x) == 0:
         return {name: np.zeros(0) for name in ATTRIBUTION_FEATURES}
-    attribution = explain(model, x, INTEGRATED_GRADIENTS, "predicted")  # type: ignore[arg-type]
+    attribution = explain(
+        model,  # type: ignore[arg-type]
+        x,
+        INTEGRATED_GRADIENTS,
+        MONITOR_IG_TARGET,
+        **MONITOR_IG,
+    )
     return attribution_features(attribution.maps, x)

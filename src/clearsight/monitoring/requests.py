@@ -1,9 +1,10 @@
 """Per-request monitoring in the service: out-of-distribution checks and traffic records.
 
-``RequestMonitor.review`` runs on the request path after the forward pass (and after the
-explanations, when asked for). Its cost is the input features of the request's images (tens of
-microseconds for a batch) and, for sampled images, putting records on the traffic log's queue;
-the log writes them from its own thread, so a slow or full disk never delays an answer.
+``RequestMonitor.review`` runs on the request path after the forward pass. Its cost is the
+input features of the request's images (tens of microseconds for a batch) and, for sampled
+images, putting records on the traffic log's queue; the log writes them from its own thread, so
+a slow or full disk never delays an answer. It takes nothing from the request's explanations:
+what is logged depends only on the pixels and the serving model (see ``traffic``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from clearsight.monitoring.answers import AnswerLedger
 from clearsight.monitoring.bounds import Bounds, OutOfBounds
-from clearsight.monitoring.features import attribution_features, image_features
+from clearsight.monitoring.features import image_features
 from clearsight.monitoring.traffic import TrafficLog, TrafficRecord
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class RequestMonitor:
 
     ``on_checks`` (the service's counters) gets each reviewed batch's failed checks as
     records, so no one has to take a sentence apart to know which feature failed.
+    ``model_version`` and ``run_id`` (the served version's training run) go into every record,
+    so the monitor explains each logged image with the model that answered it.
     """
 
     def __init__(
@@ -68,10 +71,12 @@ class RequestMonitor:
         model_version: str,
         on_checks: Callable[[list[list[OutOfBounds]]], None] | None = None,
         answers: AnswerLedger | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.bounds = bounds
         self.log = log
         self.model_version = model_version
+        self.run_id = run_id or ""
         self.on_checks = on_checks
         self.answers = answers
 
@@ -80,13 +85,8 @@ class RequestMonitor:
         x: np.ndarray,
         probabilities: np.ndarray,
         request_id: str,
-        ig_maps: dict[int, np.ndarray] | None = None,
     ) -> list[list[OutOfBounds]]:
-        """The failed checks of each image of ``x`` (N, 28, 28, 1) in 0-1; logs a sample.
-
-        ``ig_maps``: row -> integrated-gradients map of the predicted class, for the rows
-        whose request computed one (their summary is logged with the record).
-        """
+        """The failed checks of each image of ``x`` (N, 28, 28, 1) in 0-1; logs a sample."""
         images = np.asarray(x, dtype=np.float32)[..., 0]
         features = image_features(images)
         failed = self.bounds.check(features)
@@ -103,12 +103,6 @@ class RequestMonitor:
         for row in range(len(images)):
             if not self.log.sampled():
                 continue
-            summary = None
-            if ig_maps and row in ig_maps:
-                summary = {
-                    k: float(v[0])
-                    for k, v in attribution_features(ig_maps[row][None], images[row][None]).items()
-                }
             label = int(np.argmax(probabilities[row]))
             records.append(
                 TrafficRecord(
@@ -118,8 +112,8 @@ class RequestMonitor:
                     confidence=float(probabilities[row][label]),
                     model_version=self.model_version,
                     request_id=request_id,
-                    attribution=summary,
                     time=now,
+                    run_id=self.run_id,
                 )
             )
         self.log.submit(records)

@@ -1,12 +1,13 @@
 """The traffic log: a bounded, rotating record of what the service answered.
 
 Each sampled image becomes a record: the pixels the model saw (uint8), its input features,
-predicted label, confidence, model version, request id, time, and the integrated-gradients
-summary when the request asked for integrated gradients of the predicted class (NaN when
-not). The service does not compute integrated gradients for requests that did not ask: that
-would cost every prediction ~10x its forward pass. The monitor computes the missing summaries
-itself on the logged pixels with the champion model (``fill_attributions``), in one batch, off
-the request path. Records of explanation requests keep the summary the user actually saw.
+predicted label, confidence, the serving model's version and training run id, request id and
+time. No attribution summary is logged, even when the request computed integrated gradients:
+those maps follow the caller's steps, targets and budget, so logging them would let callers
+skew the attribution drift test. The monitor computes every summary itself, off the request
+path, with fixed parameters (``features.MONITOR_IG``) and the model of the version that served
+the image (``clearsight.monitoring.check.served_attributions``). Chunks written before this
+(with ``attribution_*`` columns and no ``run_ids``) still read; those columns are ignored.
 
 Writes never slow or fail a prediction: ``submit`` only samples and puts records on a bounded
 queue (dropping, with a warning, when it is full); one daemon thread writes them. Each write
@@ -36,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clearsight.monitoring.features import ATTRIBUTION_FEATURES, INPUT_FEATURES
+from clearsight.monitoring.features import INPUT_FEATURES
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,10 @@ CHUNK_RECORDS = 256
 FLUSH_SECONDS = 1.0  # the longest a record waits in memory before it is written
 QUEUE_RECORDS = 10_000
 SUFFIX = ".npz"
+READ_COLUMNS = frozenset(
+    {"pixels", "labels", "confidences", "model_versions", "request_ids", "times", "run_ids"}
+    | {f"feature_{name}" for name in INPUT_FEATURES}
+)
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,8 @@ class TrafficRecord:
     confidence: float
     model_version: str
     request_id: str
-    attribution: dict[str, float] | None = None
     time: float = 0.0
+    run_id: str = ""  # the serving version's training run ("" when unknown)
 
 
 @dataclass(frozen=True)
@@ -66,12 +71,12 @@ class TrafficWindow:
 
     pixels: np.ndarray  # float32 (N, 28, 28) in 0-1
     features: dict[str, np.ndarray]
-    attributions: dict[str, np.ndarray]  # NaN where no summary was logged
     labels: np.ndarray
     confidences: np.ndarray
     model_versions: np.ndarray
     request_ids: np.ndarray
     times: np.ndarray
+    run_ids: np.ndarray  # "" where unknown (and for chunks written before run ids were)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -105,13 +110,10 @@ def write_chunk(folder: Path, records: list[TrafficRecord]) -> Path:
         "model_versions": np.array([r.model_version for r in records]),
         "request_ids": np.array([r.request_id for r in records]),
         "times": np.array([r.time for r in records], dtype=np.float64),
+        "run_ids": np.array([r.run_id for r in records]),
     }
     for name in INPUT_FEATURES:
         columns[f"feature_{name}"] = np.array([r.features[name] for r in records])
-    for name in ATTRIBUTION_FEATURES:
-        columns[f"attribution_{name}"] = np.array(
-            [r.attribution[name] if r.attribution else np.nan for r in records]
-        )
     target = folder / chunk_name(len(records))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
     try:
@@ -137,21 +139,23 @@ def read_window(folder: Path, window: int | None = None) -> TrafficWindow:
     for path in reversed(selected):
         try:
             with np.load(path, allow_pickle=False) as data:
-                for key in data.files:
-                    parts.setdefault(key, []).append(data[key])
+                columns = {key: data[key] for key in data.files if key in READ_COLUMNS}
         except FileNotFoundError:  # rotated away while we read: the window is just shorter
             continue
+        columns.setdefault("run_ids", np.full(len(columns["labels"]), ""))  # an older chunk
+        for key, value in columns.items():
+            parts.setdefault(key, []).append(value)
     if not parts:
         empty = np.zeros(0)
         return TrafficWindow(
             np.zeros((0, 28, 28), np.float32),
             {k: empty for k in INPUT_FEATURES},
-            {k: empty for k in ATTRIBUTION_FEATURES},
             np.zeros(0, np.int64),
             empty,
             np.zeros(0, str),
             np.zeros(0, str),
             empty,
+            np.zeros(0, str),
         )
     col = {k: np.concatenate(v) for k, v in parts.items()}
     start = 0 if window is None else max(0, len(col["labels"]) - window)
@@ -159,12 +163,12 @@ def read_window(folder: Path, window: int | None = None) -> TrafficWindow:
     return TrafficWindow(
         pixels=cut["pixels"].astype(np.float32) / 255.0,
         features={k: cut[f"feature_{k}"] for k in INPUT_FEATURES},
-        attributions={k: cut[f"attribution_{k}"] for k in ATTRIBUTION_FEATURES},
         labels=cut["labels"].astype(np.int64),
         confidences=cut["confidences"].astype(np.float64),
         model_versions=cut["model_versions"],
         request_ids=cut["request_ids"],
         times=cut["times"],
+        run_ids=cut["run_ids"],
     )
 
 

@@ -2,8 +2,10 @@
 
 ``run_monitor`` is what ``clearsight monitor`` and the ``monitor`` Prefect flow call: read the
 newest ``window`` records of the traffic log, fetch the champion and its reference from the
-registry, fill in the integrated-gradients summaries the service did not compute, test for
-drift (``clearsight.monitoring.drift``), log the report to MLflow, and write the latest scores
+registry, compute the window's integrated-gradients summaries with the fixed parameters
+``MONITOR_IG`` and the model of the version that served each image
+(``clearsight.pipelines.serving_models``), test for drift (``clearsight.monitoring.drift``),
+log the report to MLflow, and write the latest scores
 (``clearsight.monitoring.scores.DriftScores``) for the service's ``/metrics``. What to do about
 drift (retrain or alert) is the caller's decision; ``newer_labelled_data`` tells it whether a
 retrain could help.
@@ -25,11 +27,12 @@ import numpy as np
 from clearsight.config import Settings
 from clearsight.data.splits import HoldoutStore
 from clearsight.errors import MonitorError, RegistryError
-from clearsight.monitoring.check import figure_png, fill_attributions
+from clearsight.monitoring.check import figure_png, served_attributions
 from clearsight.monitoring.drift import MIN_WINDOW, DriftReport, compare
 from clearsight.monitoring.reference import ARTIFACT, Reference, compute_reference
 from clearsight.monitoring.scores import DriftScores
 from clearsight.monitoring.traffic import read_window
+from clearsight.pipelines.serving_models import serving_models
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,10 @@ def run_monitor(
             f"at least {MIN_WINDOW} are needed to test for drift"
         )
     champion = champion_reference(settings, ref)
-    attributions = (
-        fill_attributions(traffic, champion.model) if settings.monitoring.attributions else None
+    served = (
+        serving_models(settings, traffic, champion) if settings.monitoring.attributions else None
     )
+    attributions = served_attributions(traffic, served.models) if served else None
     report = compare(
         champion.reference,
         traffic.features,
@@ -138,6 +142,7 @@ def run_monitor(
         report.notes.append(
             f"window served by version(s) {', '.join(versions)}; compared with v{champion.version}"
         )
+    report.notes.extend(served.notes if served else [])
     if champion.reference.source.startswith("computed"):
         report.notes.append(champion.reference.source)
     run_id = None
