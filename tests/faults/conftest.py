@@ -9,13 +9,17 @@ with nothing outside) and checks what survives. They are marked ``faults``.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
+import httpx
 import keras
 import mlflow
 import pytest
@@ -25,6 +29,7 @@ from clearsight.choices import CHAMPION, PREVIOUS_CHAMPION
 from clearsight.config import Settings
 from clearsight.model.cnn import build_cnn
 from clearsight.tracking import store as tracking
+from clearsight.tracking.faults import BOUNDED_HTTP_RETRIES
 from clearsight.tracking.registry import HISTORY_TAG
 from clearsight.tracking.run import log_keras_model
 from tests.conftest import REPO, stores_under
@@ -114,3 +119,55 @@ def set_history(settings: Settings, history: list[str]) -> None:
     client.set_registered_model_alias(name, CHAMPION, history[-1])
     if len(history) > 1:
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, history[-2])
+
+
+READY_S = 180  # an mlflow server is healthy in ~15 s idle; far longer on a busy 2-core CI
+
+
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    """``mlflow server`` on 127.0.0.1:port (one worker, no job runners: ready sooner)."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = (root / "server.log").open("a")
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", "1"]
+    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}"]
+    command += ["--artifacts-destination", str(root / "artifacts")]
+    process = subprocess.Popen(
+        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + READY_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, (root / "server.log").read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"mlflow server not ready in {READY_S} s")
+
+
+def stop_server(process: subprocess.Popen, how: signal.Signals = signal.SIGTERM) -> None:
+    """The whole process group: its job processes would outlive a plain SIGTERM. ``SIGKILL``
+    is a crash: no request in flight gets an answer."""
+    if process.poll() is None:
+        os.killpg(process.pid, how)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def server_store(tmp_path: Path, monkeypatch) -> Iterator[tuple[Store, int]]:
+    """A store whose tracking URI is an ``mlflow server`` on a free port (not started yet),
+    for this process and for child ``clearsight`` processes, with bounded HTTP retries."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    for name, value in BOUNDED_HTTP_RETRIES.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+    store = make_store(tmp_path)
+    store.env.update({"MLFLOW_TRACKING_URI": url, **BOUNDED_HTTP_RETRIES})
+    yield store, port
