@@ -2,11 +2,12 @@
 
 ``clearsight retrain --epochs 1`` (the Prefect flow, on its temporary API) runs against a real
 ``mlflow server``. The moment the flow's training run appears in the store, the server is
-killed; it is started again (same store) once Prefect has judged the failed training step an
-I/O fault and scheduled its retry. The flow must complete, and the registry must be
-consistent: ``champion`` names an existing version, ``challenger`` (if set) a version whose
-run FINISHED, and every registered version has a FINISHED run (no orphan from the attempt
-that died).
+killed, and started again (same store) 10 s later: the run's next MLflow call outlasts MLflow's
+capped HTTP retries, the training step fails, Prefect judges it an I/O fault and retries it
+30 s later, against the server that is back by then. The flow must complete, and the
+registry must be consistent: ``champion`` names an existing version, ``challenger`` (if set)
+a version whose run FINISHED, and every registered version has a FINISHED run (no orphan
+from the attempt that died).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tests.faults.conftest import (
 pytestmark = pytest.mark.slow
 
 RUN_WAIT_S = 300  # the temporary Prefect API, the data gate and the run's start, on 2 cores
-RETRY_WAIT_S = 240  # MLflow's capped HTTP retries, the run's cleanup, then Prefect's verdict
+DOWN_S = 10  # MLflow's capped HTTP retries (3, backoff factor 1) give up after about 7 s
 RETRY_LINE = "Retry 1/1 will start"  # Prefect's log line for a failed task it will retry
 
 
@@ -111,20 +112,16 @@ def test_a_retrain_survives_its_tracking_server_dying_mid_run(
         output = Output(flow)
         died = wait_for_run(client, store, known, flow, output)
         stop_server(server, signal.SIGKILL)  # mid-run: the run exists, training has begun
-
-        deadline = time.monotonic() + RETRY_WAIT_S
-        while RETRY_LINE not in output.text():
-            if flow.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no retry of the failed step was scheduled:\n{output.tail()}")
-            time.sleep(0.5)
-        began = time.monotonic()
-        server = start_server(store.root, port)  # Prefect retries the step 30 s after the failure
-        back = time.monotonic() - began
+        killed = time.monotonic()
+        time.sleep(DOWN_S)  # longer than MLflow's capped HTTP retries: the attempt must fail
+        server = start_server(store.root, port)  # the same store comes back
+        back = time.monotonic() - killed
         flow.wait(timeout=900)
         text = output.text()
-        print(f"\nmlflow server back in {back:.1f} s (the step's retry waits 30 s)")
+        print(f"\nmlflow server back {back:.1f} s after it was killed")
         assert flow.returncode == 0, text[-5000:]
         assert "Traceback" not in text, text[-5000:]
+        assert RETRY_LINE in text, "the outage did not fail the training step: no fault shown"
 
         # The registry: exactly one new version, from a complete run; aliases name real ones.
         versions = {mv.version: mv for mv in client.search_model_versions("name='clearsight-cnn'")}
