@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -171,3 +172,55 @@ def server_store(tmp_path: Path, monkeypatch) -> Iterator[tuple[Store, int]]:
     store = make_store(tmp_path)
     store.env.update({"MLFLOW_TRACKING_URI": url, **BOUNDED_HTTP_RETRIES})
     yield store, port
+
+
+class Forwarder:
+    """A TCP forwarder on a free loopback port to the mlflow server on ``upstream`` (None:
+    every connection is closed at once, as a stopped server's would be refused). Pointing
+    ``upstream`` at another server process on the same store is a restart whose length the
+    test chooses; ``on_request`` sees every chunk a client sends before it is passed on."""
+
+    def __init__(self, upstream: int | None) -> None:
+        self.upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def on_request(self, data: bytes) -> None:
+        """Called with each chunk a client sends, before it is forwarded."""
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            if self.upstream is None:
+                raise ConnectionRefusedError
+            upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+        except OSError:  # nothing there: the client sees its connection closed
+            client.close()
+            return
+        upstream.settimeout(None)
+        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+        self._pipe(client, upstream, True)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if requests:
+                    self.on_request(data)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()

@@ -11,7 +11,6 @@ again, put v2 live by itself: no ``force``, no reload request.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,14 @@ from clearsight.config import TrainSettings
 from clearsight.data import Dataset
 from clearsight.model.fitting import train
 from clearsight.tracking.faults import BOUNDED_HTTP_RETRIES
-from tests.faults.conftest import REPO, Store, free_port, start_server, stop_server
+from tests.faults.conftest import (
+    REPO,
+    Forwarder,
+    Store,
+    free_port,
+    start_server,
+    stop_server,
+)
 from tests.serving.conftest import READY_TIMEOUT_S, offline_probabilities, stop
 from tests.serving.test_live_swap import point_champion, register
 
@@ -37,55 +43,23 @@ pytestmark = pytest.mark.slow
 LIVE_DEADLINE_S = 300  # server restart (~15 s idle, minutes on a busy CI) + load and checks
 
 
-class TrippingProxy:
-    """Forwards 127.0.0.1:port to the mlflow server; once ``armed``, the first request for an
-    artifact calls ``trip`` (which kills the server) before it is passed on."""
+class TrippingProxy(Forwarder):
+    """Once ``armed``, the first request for an artifact calls ``trip`` (which kills the
+    server) before it is passed on."""
 
     def __init__(self, upstream: int, trip: Callable[[], None]) -> None:
-        self.upstream = upstream
         self.trip = trip
         self.armed = threading.Event()
         self.tripped = threading.Event()
         self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(upstream)
 
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
-
-    def _connect(self, client: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
-        except OSError:  # the server is down: the client sees its connection closed
-            client.close()
-            return
-        upstream.settimeout(None)
-        threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
-        self._pipe(client, upstream, True)
-
-    def _pipe(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                if requests and self.armed.is_set() and b"mlflow-artifacts" in data:
-                    with self._lock:
-                        if not self.tripped.is_set():
-                            self.trip()
-                            self.tripped.set()
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                end.close()
+    def on_request(self, data: bytes) -> None:
+        if self.armed.is_set() and b"mlflow-artifacts" in data:
+            with self._lock:
+                if not self.tripped.is_set():
+                    self.trip()
+                    self.tripped.set()
 
 
 def serve(store: Store, proxy_port: int) -> tuple[subprocess.Popen, str, Path]:
