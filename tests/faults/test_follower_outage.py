@@ -35,7 +35,7 @@ from tests.faults.conftest import (
     start_server,
     stop_server,
 )
-from tests.serving.conftest import READY_TIMEOUT_S, offline_probabilities, stop
+from tests.serving.conftest import READY_TIMEOUT_S, TOKENS, offline_probabilities, stop
 from tests.serving.test_live_swap import point_champion, register
 
 pytestmark = pytest.mark.slow
@@ -68,6 +68,7 @@ def serve(store: Store, proxy_port: int) -> tuple[subprocess.Popen, str, Path]:
     env = {
         **store.env,
         **BOUNDED_HTTP_RETRIES,
+        **TOKENS,  # else `clearsight serve` writes an admin token under CLEARSIGHT_HOME
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
         "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{proxy_port}",
         "BENTOML_HOME": str(store.root / "bentoml"),

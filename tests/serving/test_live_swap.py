@@ -270,7 +270,9 @@ def test_a_version_whose_logged_panel_disagrees_is_refused(swappable, digits):
     mismatched = register(settings, models["2"], swappable.panel, panel_model=models["1"])
     refusals = metric(swappable, "clearsight_model_swap_refusals_total")
     point_champion(settings, ["1", mismatched])
-    answer = httpx.post(f"{swappable.url}/admin/reload?wait=true", timeout=180).json()
+    answer = httpx.post(
+        f"{swappable.url}/admin/reload?wait=true", headers=ADMIN, timeout=180
+    ).json()
     assert answer["outcome"] == "refused" and answer["version"] == mismatched, answer
     assert "differ from the logged ones" in answer["detail"], answer
     assert answer["live_version"] == "1"
