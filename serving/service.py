@@ -111,6 +111,8 @@ class Clearsight:
                 SETTINGS,
                 alias=SERVER.follow_alias,
                 poll_seconds=SERVER.poll_seconds,
+                retry_first_seconds=SERVER.retry_first_seconds,
+                retry_max_seconds=SERVER.retry_max_seconds,
                 make_live=self.live,
                 make_predictor=self.new_predictor,
                 on_swap=self._swapped,

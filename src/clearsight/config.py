@@ -333,6 +333,16 @@ class ServingSettings(BaseModel):
         description="Threads that run explanation chunks at once (TensorFlow already uses "
         "every core for one chunk).",
     )
+    retry_first_seconds: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="After the registry could not answer (connection refused, timeout, 5xx), "
+        "the followed alias is checked again after this delay, doubled at each further "
+        "failure (never sooner than the next poll). Outages are retried, never refused.",
+    )
+    retry_max_seconds: float = Field(
+        default=300.0, gt=0.0, description="The longest delay between those retries."
+    )
 
     def secret(self, name: str) -> str | None:
         """The plain value of one of the secret fields, or None when unset."""

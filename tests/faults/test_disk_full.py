@@ -1,8 +1,9 @@
 """Row 4 of "What survives what": the disk fills up while a run logs its artifacts.
 
 The store's artifact folder is a 256 KB tmpfs (we run as root in CI; elsewhere the test skips
-and says why): the run's figures and model do not fit. ``clearsight train`` must fail with
-one line, register nothing, leave no run RUNNING, and the store must stay readable.
+and says why, and under ``CI=true`` it fails instead): the run's figures and model do not
+fit. ``clearsight train`` must fail with one line, register nothing, leave no run RUNNING,
+and the store must stay readable.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from clearsight.errors import RegistryError
 from clearsight.tracking import store as tracking
 from clearsight.tracking.registry import registry_state
-from tests.faults.conftest import Store, clearsight, make_store
+from tests.faults.conftest import Store, clearsight, make_store, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def full_store(tmp_path: Path, digits) -> Iterator[Store]:
     if os.geteuid() != 0:
-        pytest.skip("mounting a size-limited tmpfs needs root")
+        skip_or_fail("mounting a size-limited tmpfs needs root")
     store = make_store(tmp_path)
     tracking.configure(store.settings)  # the database and experiment, on the real disk
     artifacts = tmp_path / "mlflow" / "artifacts"
@@ -35,7 +36,7 @@ def full_store(tmp_path: Path, digits) -> Iterator[Store]:
     mount = ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(artifacts)]
     done = subprocess.run(mount, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        skip_or_fail(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     images, labels = digits
     npz = tmp_path / "mnist.npz"
     np.savez(npz, x_train=images, y_train=labels, x_test=images[:0], y_test=labels[:0])

@@ -9,15 +9,8 @@ backoff factor 2, 120 s timeout by default: minutes) are capped here as the flow
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -29,15 +22,13 @@ from clearsight.tracking.faults import BOUNDED_HTTP_RETRIES, is_transient
 from clearsight.tracking.registry import registry_state
 from flows.retrain import is_io_fault
 from tests.faults.conftest import (
-    Store,
     clearsight,
     free_port,
-    make_store,
     register_untrained,
     set_history,
+    start_server,
+    stop_server,
 )
-
-READY_S = 180
 
 
 def test_io_fault_predicate_sees_through_mlflow_wrapping(monkeypatch) -> None:
@@ -60,52 +51,6 @@ def test_io_fault_predicate_sees_through_mlflow_wrapping(monkeypatch) -> None:
         assert not is_io_fault(refused)  # a ClearsightError is never retried
     assert not is_io_fault(DataSourceError("unreadable"))
     assert is_io_fault(OSError(28, "No space left on device"))
-
-
-def start_server(root: Path, port: int) -> subprocess.Popen:
-    """``mlflow server`` on 127.0.0.1:port (one worker, no job runners: ready sooner)."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    log = (root / "server.log").open("a")
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1"]
-    command += ["--backend-store-uri", f"sqlite:///{root / 'server.db'}"]
-    command += ["--artifacts-destination", str(root / "artifacts")]
-    process = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + READY_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (root / "server.log").read_text()[-3000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"mlflow server not ready in {READY_S} s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """The whole process group: its job processes would outlive a plain SIGTERM."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-@pytest.fixture
-def server_store(tmp_path: Path, monkeypatch) -> Iterator[tuple[Store, int]]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    for name, value in BOUNDED_HTTP_RETRIES.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    store = make_store(tmp_path)
-    store.env.update({"MLFLOW_TRACKING_URI": url, **BOUNDED_HTTP_RETRIES})
-    yield store, port
 
 
 @pytest.mark.slow

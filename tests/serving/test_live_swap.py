@@ -49,19 +49,24 @@ class Swappable:
     settings: Settings
     env: dict[str, str]
     models: dict[str, keras.Model]  # registry version -> the model, offline
+    panel: Dataset
     url: str = ""
     process: subprocess.Popen | None = None
     log: Path | None = None
 
 
-def register(settings: Settings, model: keras.Model, panel: Dataset) -> str:
-    """A registered version with what a training run logs for the swap check."""
+def register(
+    settings: Settings, model: keras.Model, panel: Dataset, panel_model: keras.Model | None = None
+) -> str:
+    """A registered version with what a training run logs for the swap check; the panel's
+    probabilities come from ``panel_model`` when given (a run whose log disagrees with its
+    model, as a mixed-up upload or a wrong build would leave)."""
     experiment = tracking.configure(settings)
     with (
         mlflow.start_run(experiment_id=experiment),
         tempfile.TemporaryDirectory() as tmp,
     ):
-        write_acceptance_panel(model, panel, Path(tmp))
+        write_acceptance_panel(panel_model or model, panel, Path(tmp))
         mlflow.log_artifacts(tmp)
         info = log_keras_model(model, settings.tracking.registered_model)
     return str(info.registered_model_version)
@@ -119,7 +124,7 @@ def swappable(tmp_path_factory: pytest.TempPathFactory, digits) -> Iterator[Swap
     env = {**os.environ, **env}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("CLEARSIGHT_SERVING__FOLLOW_ALIAS", None)
-    state = Swappable(settings, env, models)
+    state = Swappable(settings, env, models, panel)
     port = free_port()
     state.url = f"http://127.0.0.1:{port}"
     state.log = root / "serve.log"
@@ -257,6 +262,40 @@ def test_a_corrupted_version_is_refused_and_the_old_one_keeps_serving(swappable,
     assert again["outcome"] == "refused"  # remembered: not reloaded on every poll
     assert "clearsight_model_swap_refusals_total 1.0" in httpx.get(f"{swappable.url}/metrics").text
     point_champion(swappable.settings, ["1"])  # leave the registry consistent
+
+
+def test_a_version_whose_logged_panel_disagrees_is_refused(swappable, digits):
+    """The acceptance check itself: v2's model, logged with v1's panel probabilities."""
+    settings, models = swappable.settings, swappable.models
+    mismatched = register(settings, models["2"], swappable.panel, panel_model=models["1"])
+    refusals = metric(swappable, "clearsight_model_swap_refusals_total")
+    point_champion(settings, ["1", mismatched])
+    answer = httpx.post(
+        f"{swappable.url}/admin/reload?wait=true", headers=ADMIN, timeout=180
+    ).json()
+    assert answer["outcome"] == "refused" and answer["version"] == mismatched, answer
+    assert "differ from the logged ones" in answer["detail"], answer
+    assert answer["live_version"] == "1"
+    meta = httpx.get(f"{swappable.url}/metadata").json()
+    assert meta["version"] == "1" and meta["live"]["last_refusal"]["version"] == mismatched
+    assert metric(swappable, "clearsight_model_swap_refusals_total") == refusals + 1
+    images, _ = digits
+    x = images[:2].astype(np.float32) / 255.0
+    body = {"images": [{"kind": "array", "scale": "0-1", "data": i.tolist()} for i in x]}
+    response = httpx.post(f"{swappable.url}/predict", json=body | {"explain": False})
+    assert response.status_code == 200 and response.json()["model"]["version"] == "1"
+    np.testing.assert_allclose(
+        [r["probabilities"] for r in response.json()["results"]],
+        offline_probabilities(models["1"], x),
+        atol=1e-4,
+    )
+    point_champion(settings, ["1"])  # leave the registry consistent
+
+
+def metric(state: Swappable, name: str) -> float:
+    lines = httpx.get(f"{state.url}/metrics").text.splitlines()
+    values = [float(line.split()[-1]) for line in lines if line.startswith(f"{name} ")]
+    return values[0] if values else 0.0
 
 
 def test_reload_starts_a_check_in_the_background(swappable):

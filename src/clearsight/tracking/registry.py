@@ -34,9 +34,13 @@ HISTORY_TAG = "champion_history"
 
 
 def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
+    """The version ``alias`` names, None when it names none; a store that cannot answer right
+    now raises (an outage is not "no such alias")."""
     try:
         return str(client.get_model_version_by_alias(model, alias).version)
-    except MlflowException:
+    except MlflowException as err:
+        if is_transient(err):
+            raise
         return None
 
 
@@ -90,15 +94,13 @@ def resolve_version(settings: Settings, ref: str) -> tuple[MlflowClient, str, st
 def load_model_ref(settings: Settings, ref: str, folder: Path) -> tuple[keras.Model, str]:
     """A model by alias (``champion``, ``challenger``...) or version number; returns its version.
 
-    Any failure to load (a missing or corrupted artifact, an unreachable store) is a one-line
-    ``RegistryError``: whoever asked (promotion, the service's swap, the CLI) refuses it.
+    A version that cannot load (a missing or corrupted artifact) is a one-line
+    ``RegistryError``: whoever asked (promotion, the service's swap, the CLI) refuses it. An
+    I/O fault that can pass (an unreachable or restarting store) keeps its own type
+    (``tracking.faults.is_transient``), so the caller waits and asks again instead.
     """
     _, name, version = resolve_version(settings, ref)
-    try:
-        return load_version(name, version, folder), version
-    except Exception as err:  # MLflow, Keras and zip errors come in many types
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise RegistryError(f"cannot load {name} v{version}: {reason}") from None
+    return load_checked(name, version, folder), version
 
 
 @dataclass(frozen=True)
@@ -121,16 +123,24 @@ def describe_version(settings: Settings, ref: str) -> VersionInfo:
         run_id = model_version.run_id
         tags = dict(client.get_run(run_id).data.tags) if run_id else {}
     except MlflowException as err:
+        if is_transient(err):
+            raise
         raise RegistryError(f"cannot read {name} v{version}: {str(err).splitlines()[0]}") from None
     return VersionInfo(name, version, run_id, tuple(model_version.aliases), tags)
 
 
 def load_run_file(settings: Settings, run_id: str, artifact: str, folder: Path) -> Path | None:
-    """One artifact of a run, downloaded into ``folder``; None when the run has no such file."""
+    """One artifact of a run, downloaded into ``folder``; None when the run has no such file.
+
+    A store that cannot answer right now raises (``tracking.faults.is_transient``): "the file
+    is not there" and "the server is not there" lead to different decisions.
+    """
     configure(settings)
     try:
         return Path(MlflowClient().download_artifacts(run_id, artifact, str(folder)))
-    except (MlflowException, OSError):
+    except (MlflowException, OSError) as err:
+        if is_transient(err):
+            raise
         return None
 
 
