@@ -13,7 +13,7 @@ so ingest grew quadratically. Every rule of the contract, though, is a sum over 
 So a version keeps a ``RunningProfile`` (a few numbers per rule), the next one is the old one
 plus the batch's rows, and ``merged_report`` judges the same ``expectation_specs`` with the
 same verdicts, observed values and report as Great Expectations would on the full merged
-table (tests/test_ingest_linear.py compares the two). The statistics depend on the per-image
+table (tests/data/test_ingest_linear.py compares the two). The statistics depend on the per-image
 rules' bounds (from the reference profile), so they carry a ``signature`` of those: when the
 reference changes, they are recomputed once from the version's full data.
 """

@@ -12,8 +12,7 @@ from clearsight.pipelines.promote import evaluate_and_promote
 from clearsight.tracking import store as tracking
 from clearsight.tracking.registry import registry_state, rollback
 from clearsight.tracking.run import log_keras_model
-
-from .conftest import REPO, stores_under
+from tests.conftest import REPO, stores_under
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from clearsight.model.cnn import build_cnn
 from clearsight.model.evaluation import predict_probabilities
 from clearsight.model.fitting import train
 from clearsight.pipelines.train import TrainingRun, train_and_assess
-
-from .conftest import REPO
+from tests.conftest import REPO
 
 EXPECTED_ARTIFACTS = {
     "data/validation.json",

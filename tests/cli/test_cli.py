@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from .conftest import write_idx_pair
+from tests.conftest import write_idx_pair
 
 CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
 

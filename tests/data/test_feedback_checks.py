@@ -28,8 +28,7 @@ from clearsight.inference.feedback import FeedbackRequest, match_answers, record
 from clearsight.inference.feedback_limits import FeedbackLimiter, caller_key
 from clearsight.monitoring import answers as answers_module
 from clearsight.monitoring.answers import Answer, AnswerLedger, image_digest
-
-from .conftest import stores_under
+from tests.conftest import stores_under
 
 CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
 

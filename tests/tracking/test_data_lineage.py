@@ -31,8 +31,7 @@ from clearsight.pipelines.retrain_trigger import (
 from clearsight.retrain_policy import Action
 from clearsight.tracking import store as tracking
 from clearsight.tracking.data_lineage import data_freshness
-
-from .conftest import stores_under
+from tests.conftest import stores_under
 
 
 def training_run(settings: Settings, data_version: str, status: str = "FINISHED") -> str:

@@ -2,7 +2,7 @@
 ones go to quarantine with their report, and a crash never leaves a half-made version.
 
 Real files, the real Great Expectations contract and the real ledger; no Prefect (the flows
-that call this are tested in tests/test_flows.py and tests/serving/test_feedback.py).
+that call this are tested in tests/flows/test_flows.py and tests/serving/test_feedback.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from clearsight.data.sources import load, load_embedded
 from clearsight.data.splits import HoldoutStore, make_splits
 from clearsight.data.versions import VersionStore, chain_digest
 from clearsight.errors import DataSourceError
-
-from .conftest import stores_under, write_idx_pair
+from tests.conftest import stores_under, write_idx_pair
 
 CLEARSIGHT = str(Path(sys.executable).parent / "clearsight")
 

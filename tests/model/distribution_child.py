@@ -2,7 +2,7 @@
 the parent before JAX is imported): train the same seeded model with and without Keras'
 DataParallel, write what the parent compares as JSON.
 
-    python tests/distribution_child.py OUT.json N_TRAIN
+    python tests/model/distribution_child.py OUT.json N_TRAIN
 """
 
 from __future__ import annotations

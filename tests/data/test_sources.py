@@ -21,8 +21,7 @@ from clearsight.data.sources import (
     read_image,
     read_prepared,
 )
-
-from .conftest import write_idx, write_idx_pair
+from tests.conftest import write_idx, write_idx_pair
 
 
 def test_embedded_is_the_real_mnist_subset() -> None:

@@ -18,10 +18,9 @@ from clearsight.config import PromotionSettings, TrainSettings
 from clearsight.data.gate import run_data_gate
 from clearsight.pipelines.promote import evaluate_and_promote
 from clearsight.pipelines.train import TrainingRun, train_and_assess
-
-from .browser import ARTIFACTS, browser_page, needs_chromium
-from .conftest import stores_under
-from .serving.conftest import free_port
+from tests.browser import ARTIFACTS, browser_page, needs_chromium
+from tests.conftest import stores_under
+from tests.serving.conftest import free_port
 
 pytestmark = [
     pytest.mark.slow,

@@ -28,8 +28,7 @@ from clearsight.data.running import RunningProfile
 from clearsight.data.sources import load, load_embedded
 from clearsight.data.version_index import VersionIndex
 from clearsight.data.versions import BatchRef, DataVersion, VersionStore
-
-from .conftest import REPO, stores_under
+from tests.conftest import REPO, stores_under
 
 REFERENCE = load_reference(REPO / "data" / "contract" / "reference_profile.json")
 SPECS = expectation_specs(DataSettings(), REFERENCE)
