@@ -24,13 +24,14 @@ WORKDIR /app
 COPY pyproject.toml uv.lock .python-version README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-project --extra tensorflow
+# The wheel holds the library and both adapters (flows, serving) and the data contract.
 COPY src ./src
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --locked --no-dev --no-editable --extra tensorflow
 COPY flows ./flows
 COPY serving ./serving
-COPY prefect.yaml ./
 COPY data/contract ./data/contract
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv sync --locked --no-dev --no-editable --extra tensorflow
+COPY prefect.yaml ./
 COPY docker/entrypoints ./docker/entrypoints
 
 # Runtime state (holdout, reports, incoming data) lives on a volume at /var/lib/clearsight, not
