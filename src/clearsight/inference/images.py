@@ -88,11 +88,6 @@ def decode_bytes_with_notes(data: bytes) -> DecodedImage:
     return DecodedImage(to_model_input(prepared.pixels), prepared.steps)
 
 
-def decode_bytes(data: bytes) -> np.ndarray:
-    """A PNG or JPEG file's bytes -> float32 (28, 28) in 0-1 (``decode_bytes_with_notes``)."""
-    return decode_bytes_with_notes(data).pixels
-
-
 def decode_base64_with_notes(text: str) -> DecodedImage:
     """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> the model's input and notes."""
     payload = _DATA_URL.sub("", text.strip(), count=1)
