@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import keras
 import numpy as np
 
 from clearsight.explain import backends
+from clearsight.explain.backends import Forward, LayerGradients, TargetGradients
 from clearsight.model.cnn import LAST_CONV_LAYER
 
 DEFAULT_CHUNK = 1024  # rows per compiled call: bounds memory for big IG / occlusion batches
@@ -77,7 +78,7 @@ class ModelGradients:
     def __init__(self, model: keras.Model, chunk_size: int = DEFAULT_CHUNK) -> None:
         self._model = weakref.ref(model)
         self._ops = backends.current()
-        self._compiled: dict[tuple[str, str], Callable] = {}
+        self._compiled: dict[tuple[str, str], Forward | TargetGradients | LayerGradients] = {}
         self.chunk_size = chunk_size
 
     @property
@@ -108,28 +109,34 @@ class ModelGradients:
             return layer
         if LAST_CONV_LAYER in names:
             return LAST_CONV_LAYER
-        spatial = [lay.name for lay in model.layers[1:] if len(lay.output.shape) == 4]
+        spatial: list[str] = [lay.name for lay in model.layers[1:] if len(lay.output.shape) == 4]
         if not spatial:
             raise ValueError(f"{model.name} has no layer with a spatial (N, H, W, C) output")
         return spatial[-1]
 
-    def _get(self, kind: str, name: str, build: Callable[[], Callable]) -> Callable:
+    def _get[F: (Forward, TargetGradients, LayerGradients)](
+        self, kind: str, name: str, build: Callable[[], F]
+    ) -> F:
         key = (kind, name)
         if key not in self._compiled:
             self._compiled[key] = build()
-        return self._compiled[key]
+        # The kind in the key fixes which builder made it, so the cached function is an F.
+        return cast(F, self._compiled[key])
 
     # -- numbers --------------------------------------------------------------------------
     def scores(self, x: np.ndarray, output: str = "logits") -> np.ndarray:
         """The model's ``output`` layer (N, classes) for a batch, by a compiled forward pass."""
 
-        def build() -> Callable:
+        def build() -> Forward:
             sub = keras.Model(self.model.input, self.output_tensor(output))
             return self._ops.compile_forward(sub)
 
         fn = self._get("scores", output, build)
         x = as_model_input(x)
-        return _concat([_to_numpy(fn(x[s])) for s in _chunks(len(x), self.chunk_size)])
+        scores: np.ndarray = _concat(
+            [_to_numpy(fn(x[s])) for s in _chunks(len(x), self.chunk_size)]
+        )
+        return scores
 
     def target_gradients(
         self, x: np.ndarray, targets: np.ndarray, output: str = "logits"
@@ -139,7 +146,7 @@ class ModelGradients:
         A negative target asks for the row's arg-max class, resolved in the same call.
         """
 
-        def build() -> Callable:
+        def build() -> TargetGradients:
             sub = keras.Model(self.model.input, self.output_tensor(output))
             return self._ops.compile_target_gradients(sub)
 
@@ -157,7 +164,7 @@ class ModelGradients:
         the targets t (N,); a negative target asks for the row's arg-max class."""
         layer = self.conv_layer(layer)
 
-        def build() -> Callable:
+        def build() -> LayerGradients:
             model = self.model
             activations = model.get_layer(layer).output
             head = keras.Model(model.input, activations)
@@ -173,7 +180,7 @@ class ModelGradients:
     def layer_outputs(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's output (the input layer excepted), keyed by layer name."""
 
-        def build() -> Callable:
+        def build() -> Forward:
             model = self.model
             outputs = {
                 layer.name: layer.output
@@ -184,4 +191,7 @@ class ModelGradients:
 
         fn = self._get("layer_outputs", "*", build)
         x = as_model_input(x)
-        return _concat([_to_numpy(fn(x[s])) for s in _chunks(len(x), self.chunk_size)])
+        outputs: dict[str, np.ndarray] = _concat(
+            [_to_numpy(fn(x[s])) for s in _chunks(len(x), self.chunk_size)]
+        )
+        return outputs

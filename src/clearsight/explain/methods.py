@@ -46,13 +46,14 @@ class Rows:
     @property
     def x(self) -> np.ndarray:
         """The image of each row (M, H, W, C)."""
-        return self.images[self.image_index]
+        x: np.ndarray = self.images[self.image_index]
+        return x
 
     def attribution(
         self,
         method: str,
         maps: np.ndarray,
-        params: dict,
+        params: dict[str, Any],
         start: float,
         targets: np.ndarray | None = None,
         **extra: Any,
@@ -152,7 +153,8 @@ def baseline_rows(baseline: Baseline, rows: Rows) -> np.ndarray:
     if len(array) == 1:
         return np.broadcast_to(array, (len(rows.targets), *shape[1:]))
     if array.shape == shape:
-        return array[rows.image_index]
+        per_row: np.ndarray = array[rows.image_index]
+        return per_row
     raise ValueError(f"baseline of shape {np.shape(baseline)} does not fit images {shape}")
 
 
@@ -333,7 +335,8 @@ def occlusion(
     start = time.perf_counter()
     rows = prepare_rows(model, x, targets, k)
     xs = rows.x
-    masks = occlusion_masks(*xs.shape[1:3], window, stride)
+    height, width = xs.shape[1:3]
+    masks = occlusion_masks(height, width, window, stride)
     coverage = masks.sum(axis=0)
     reference = pick(rows.gradients.scores(xs, output), rows.targets)
     keep = (~masks)[None, :, :, :, None]
@@ -343,7 +346,8 @@ def occlusion(
         n, p = batch.shape[:2]
         scores = rows.gradients.scores(batch.reshape(n * p, *xs.shape[1:]), output)
         occluded = pick(scores, np.repeat(rows.targets[part], p)).reshape(n, p)
-        return reference[part, None] - occluded
+        drop: np.ndarray = reference[part, None] - occluded
+        return drop
 
     drop = np.concatenate(in_image_chunks(len(xs), len(masks), drops))
     maps = np.einsum("mp,phw->mhw", drop, masks.astype(np.float32)) / coverage

@@ -105,11 +105,13 @@ class Curves:
 
     @property
     def deletion_auc(self) -> np.ndarray:
-        return np.trapezoid(self.deletion, self.fractions, axis=1)
+        auc: np.ndarray = np.trapezoid(self.deletion, self.fractions, axis=1)
+        return auc
 
     @property
     def insertion_auc(self) -> np.ndarray:
-        return np.trapezoid(self.insertion, self.fractions, axis=1)
+        auc: np.ndarray = np.trapezoid(self.insertion, self.fractions, axis=1)
+        return auc
 
 
 def perturbation_curves(
@@ -191,7 +193,8 @@ def spearman_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) 
 def relative_l2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """||a - b|| / ||a|| per row (0 when a is all zeros and b equals it)."""
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
-    return np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(a, axis=1), 1e-12)
+    ratio: np.ndarray = np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(a, axis=1), 1e-12)
+    return ratio
 
 
 # -- model randomisation -------------------------------------------------------------------

@@ -45,7 +45,8 @@ def scaled(
     top = np.percentile(magnitude, clip_percentile) if clip_percentile else magnitude.max()
     if top <= 0:
         top = magnitude.max() or 1.0
-    return np.clip(values / top, -1.0, 1.0)
+    unit: np.ndarray = np.clip(values / top, -1.0, 1.0)
+    return unit
 
 
 def heatmap_rgba(
@@ -57,8 +58,10 @@ def heatmap_rgba(
     """(H, W, 4) float RGBA: a diverging colormap for signed maps, a sequential one otherwise."""
     unit = scaled(values, polarity, clip_percentile)
     if polarity == "signed":
-        return matplotlib.colormaps[cmap or DIVERGING]((unit + 1.0) / 2.0)
-    return matplotlib.colormaps[cmap or SEQUENTIAL](unit)
+        rgba: np.ndarray = matplotlib.colormaps[cmap or DIVERGING]((unit + 1.0) / 2.0)
+    else:
+        rgba = matplotlib.colormaps[cmap or SEQUENTIAL](unit)
+    return rgba
 
 
 def _enlarge(rgba: np.ndarray, scale: int) -> np.ndarray:

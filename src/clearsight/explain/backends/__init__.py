@@ -18,31 +18,51 @@ They trace or compile once per model; ``clearsight.explain.gradients`` caches th
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
+from typing import Any, Protocol
 
 import keras
+import numpy as np
+
+# A backend tensor (tf.Tensor, jax.Array or torch.Tensor, or a structure of them): which one is
+# decided at run time by Keras' backend, so the library sees it only as ``Any``.
+type Tensors = Any
+type Forward = Callable[[np.ndarray], Tensors]
+type TargetGradients = Callable[[np.ndarray, np.ndarray], tuple[Tensors, Tensors]]
+type LayerGradients = Callable[[np.ndarray, np.ndarray], tuple[Tensors, Tensors, Tensors]]
 
 
-def _tensorflow() -> ModuleType:
+class BackendOps(Protocol):
+    """What each backend module provides (the modules satisfy it structurally)."""
+
+    def compile_forward(self, model: keras.Model, /) -> Forward: ...
+
+    def compile_target_gradients(self, scores_model: keras.Model, /) -> TargetGradients: ...
+
+    def compile_layer_gradients(
+        self, head: keras.Model, tail: keras.Model, /
+    ) -> LayerGradients: ...
+
+
+def _tensorflow() -> BackendOps:
     from clearsight.explain.backends import tensorflow_ops
 
     return tensorflow_ops
 
 
-def _jax() -> ModuleType:
+def _jax() -> BackendOps:
     from clearsight.explain.backends import jax_ops
 
     return jax_ops
 
 
-def _torch() -> ModuleType:
+def _torch() -> BackendOps:
     from clearsight.explain.backends import torch_ops
 
     return torch_ops
 
 
 # Imported on first use: each module imports its own framework, and a process has one backend.
-LOADERS: dict[str, Callable[[], ModuleType]] = {
+LOADERS: dict[str, Callable[[], BackendOps]] = {
     "tensorflow": _tensorflow,
     "jax": _jax,
     "torch": _torch,
@@ -50,7 +70,7 @@ LOADERS: dict[str, Callable[[], ModuleType]] = {
 SUPPORTED = tuple(LOADERS)
 
 
-def current() -> ModuleType:
+def current() -> BackendOps:
     """The builder module for the process's Keras backend (fixed once Keras is imported)."""
     name = keras.backend.backend()
     if name not in LOADERS:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import keras
 import tensorflow as tf
+
+from clearsight.explain.backends import Forward, LayerGradients, TargetGradients
 
 
 def _image_spec(model: keras.Model) -> tf.TensorSpec:
@@ -23,12 +23,14 @@ def _pick(scores: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
     )
 
 
-def compile_forward(model: keras.Model) -> Callable:
-    return tf.function(lambda x: model(x, training=False), input_signature=[_image_spec(model)])
+def compile_forward(model: keras.Model) -> Forward:
+    forward: Forward = tf.function(
+        lambda x: model(x, training=False), input_signature=[_image_spec(model)]
+    )
+    return forward
 
 
-def compile_target_gradients(scores_model: keras.Model) -> Callable:
-    @tf.function(input_signature=[_image_spec(scores_model), _TARGETS])
+def compile_target_gradients(scores_model: keras.Model) -> TargetGradients:
     def target_gradients(x: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -36,11 +38,15 @@ def compile_target_gradients(scores_model: keras.Model) -> Callable:
             picked = _pick(scores, targets)
         return tape.gradient(picked, x), scores
 
-    return target_gradients
+    # tf.function called, not used as a decorator: TensorFlow ships no types, and a decorator
+    # typed as Any would erase the function's own signature.
+    traced: TargetGradients = tf.function(
+        target_gradients, input_signature=[_image_spec(scores_model), _TARGETS]
+    )
+    return traced
 
 
-def compile_layer_gradients(head: keras.Model, tail: keras.Model) -> Callable:
-    @tf.function(input_signature=[_image_spec(head), _TARGETS])
+def compile_layer_gradients(head: keras.Model, tail: keras.Model) -> LayerGradients:
     def layer_gradients(x: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
         activations = head(x, training=False)
         with tf.GradientTape() as tape:
@@ -49,4 +55,7 @@ def compile_layer_gradients(head: keras.Model, tail: keras.Model) -> Callable:
             picked = _pick(scores, targets)
         return activations, tape.gradient(picked, activations), scores
 
-    return layer_gradients
+    traced: LayerGradients = tf.function(
+        layer_gradients, input_signature=[_image_spec(head), _TARGETS]
+    )
+    return traced
