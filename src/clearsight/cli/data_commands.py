@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,10 +34,11 @@ def data_describe(
         from clearsight.digits import N_CLASSES
 
         settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        assert settings.holdout_dir is not None
         with step(f"reading the {settings.data.source} source"):
             dataset = load(settings.data)
             splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
-        per_split = {
+        per_split: dict[str, dict[str, Any]] = {  # also printed as JSON
             name: {
                 "images": len(ds),
                 "per_class": np.bincount(ds.labels[ds.labels >= 0], minlength=N_CLASSES).tolist(),
@@ -111,6 +112,7 @@ def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
         from clearsight.data.contract import build_reference
 
         settings = load_settings(source=source, path=path)
+        assert settings.holdout_dir is not None
         with step("profiling the source"):
             dataset = load(settings.data)
             splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))

@@ -208,6 +208,7 @@ def promote(
         from clearsight.tracking.registry import resolve_version
 
         settings = load_settings()
+        assert settings.holdout_dir is not None
         store = HoldoutStore(settings.holdout_dir)
         if not store.exists():
             raise ConfigurationError(

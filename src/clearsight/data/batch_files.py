@@ -85,7 +85,7 @@ class BatchFiles:
         raise AssertionError("unreachable")
 
     def _load(self, ids: list[str]) -> list[Dataset]:
-        wanted, found = set(ids), {}
+        wanted, found = set(ids), dict[str, Dataset]()
         loose, packs = self._listing()
         for pack in packs:
             if pack.first in wanted and pack.first not in found:  # not inside a bigger pack
@@ -117,10 +117,10 @@ class BatchFiles:
         written, removed = [], []
         covered: set[str] = set()
         for pack in packs:  # highest level first: a pack inside a bigger one is a leftover
-            ids = set(_pack_ids(pack.path))
-            if ids <= covered:
+            in_pack = set(_pack_ids(pack.path))
+            if in_pack <= covered:
                 removed.append(_remove(pack.path))
-            covered |= ids
+            covered |= in_pack
         packs = [p for p in packs if p.path.name not in removed]
         for version_id in sorted(loose & covered, key=order.__getitem__):
             removed.append(_remove(self.folder / f"{version_id}.npz"))
@@ -149,7 +149,7 @@ class BatchFiles:
         ends = np.cumsum([len(p) for p in parts]).astype(np.int64)
         arrays = {"ids": np.asarray(ids), "ends": ends, "images": images, "labels": labels}
         path = self.folder / _pack_name(level, ids)
-        return atomic_write(path, lambda h: np.savez_compressed(h, **arrays), ".npz")
+        return atomic_write(path, lambda h: np.savez_compressed(h, **arrays), ".npz")  # type: ignore[arg-type]  # numpy's stub lets **arrays fill allow_pickle: bool
 
 
 def _pack_name(level: int, ids: list[str]) -> str:

@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ import pandas as pd
 from clearsight.config import DataSettings
 from clearsight.digits import IMAGE_SIZE, N_CLASSES
 from clearsight.errors import ConfigurationError, DataValidationError
+
+if TYPE_CHECKING:
+    from great_expectations.core import ExpectationValidationResult
 
 DRIFT_FEATURES = ("mean_intensity", "ink_fraction")
 SUITE_NAME = "clearsight-image-contract"
@@ -106,7 +109,8 @@ def build_reference(profile: pd.DataFrame, origin: str) -> dict[str, Any]:
 
 def load_reference(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(path.read_text())
+        reference: dict[str, Any] = json.loads(path.read_text())
+        return reference
     except FileNotFoundError:
         raise ConfigurationError(
             f"{path}: no reference profile; create one with `clearsight data reference`"
@@ -268,6 +272,7 @@ def check_contract(
     image cannot be class-balanced; the merged set is checked with every rule).
     """
     import great_expectations as gx
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction, ValidationAction
 
     specs = expectation_specs(settings, reference)
     if per_image:
@@ -294,7 +299,7 @@ def check_contract(
         .add_batch_definition_whole_dataframe("all images")
     )
     suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
-    spec_by_id = {}
+    spec_by_id: dict[str | None, dict[str, Any]] = {}
     for spec in specs:
         kwargs = {k: v for k, v in spec.items() if k not in ("type", "why")}
         expectation_cls = getattr(gx.expectations, spec["type"])
@@ -303,7 +308,7 @@ def check_contract(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name="contract", data=batch, suite=suite)
     )
-    actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["clearsight"])]
+    actions: list[ValidationAction] = [UpdateDataDocsAction(name="docs", site_names=["clearsight"])]
     checkpoint = context.checkpoints.add(
         gx.Checkpoint(
             name="gate",
@@ -314,16 +319,7 @@ def check_contract(
     )
     run = checkpoint.run(batch_parameters={"dataframe": profile})
     (suite_result,) = run.run_results.values()
-    outcomes = [
-        Outcome(
-            expectation=result.expectation_config.type,
-            column=str(result.expectation_config.kwargs.get("column")),
-            description=spec_by_id[result.expectation_config.id]["why"],
-            success=bool(result.success),
-            observed=observed_phrase(result.result),
-        )
-        for result in suite_result.results
-    ]
+    outcomes = [_outcome(result, spec_by_id) for result in suite_result.results]
     report = ValidationReport(
         success=bool(run.success),
         outcomes=outcomes,
@@ -334,7 +330,8 @@ def check_contract(
         report_dir.mkdir(parents=True, exist_ok=True)
         report.json_path = report_dir / "validation.json"
         report.docs_path = Path(site) / "index.html" if site else None
-        payload = {"report": report.to_dict(), "great_expectations": suite_result.to_json_dict()}
+        gx_result = suite_result.to_json_dict()  # type: ignore[no-untyped-call]  # GX leaves it unannotated
+        payload = {"report": report.to_dict(), "great_expectations": gx_result}
         report.json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
         profile.to_csv(report_dir / "profile.csv", index=False)
     return report
@@ -344,3 +341,18 @@ def report_folder(reports_dir: Path) -> Path:
     """A new timestamped folder for one validation's outputs."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return reports_dir / "validation" / stamp
+
+
+def _outcome(
+    result: ExpectationValidationResult, spec_by_id: dict[str | None, dict[str, Any]]
+) -> Outcome:
+    """One GX result in our words; the contract's own "why" is its description."""
+    config = result.expectation_config
+    assert config is not None, "GX returns each result of a suite run with its expectation"
+    return Outcome(
+        expectation=config.type,
+        column=str(config.kwargs.get("column")),
+        description=spec_by_id[config.id]["why"],
+        success=bool(result.success),
+        observed=observed_phrase(result.result),
+    )

@@ -42,7 +42,8 @@ class Dataset:
 
     def pixels(self) -> np.ndarray:
         """uint8 (N, 28, 28) pixels; only meaningful once the contract has passed."""
-        return np.rint(np.clip(np.nan_to_num(self.images), 0, 255)).astype(np.uint8)
+        pixels: np.ndarray = np.rint(np.clip(np.nan_to_num(self.images), 0, 255)).astype(np.uint8)
+        return pixels
 
     @property
     def digest(self) -> str:

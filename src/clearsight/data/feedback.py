@@ -71,7 +71,7 @@ def write_feedback_batch(
         if len(column) != len(images):
             raise DataSourceError(f"{len(column)} {key} values for {len(images)} images")
         arrays[key] = np.asarray(column)
-    target = atomic_write(folder / batch_name(), lambda h: np.savez(h, **arrays), ".npz")
+    target = atomic_write(folder / batch_name(), lambda h: np.savez(h, **arrays), ".npz")  # type: ignore[arg-type]  # numpy's stub lets **arrays fill allow_pickle: bool
     return FeedbackBatch(target, len(images))
 
 

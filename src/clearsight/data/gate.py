@@ -45,6 +45,7 @@ def run_data_gate(settings: Settings, *, freeze_holdout: bool = True) -> GatedDa
     base = load(settings.data)
     versioned = newest(settings, base, record=False)  # a base's root is recorded once it passed
     source = versioned.dataset if versioned else base
+    assert settings.holdout_dir is not None and settings.reports_dir is not None  # resolved
     store = HoldoutStore(settings.holdout_dir)
     splits = make_splits(source, settings.data, store)
     profile = profile_splits(splits)

@@ -109,6 +109,7 @@ def read_batch(batch: Batch, settings: Settings) -> Dataset:
 
 def holdout_hashes(settings: Settings) -> set[str]:
     """Content hashes of the frozen holdout (empty until a first run froze it)."""
+    assert settings.holdout_dir is not None
     store = HoldoutStore(settings.holdout_dir)
     return set(store.load().content_hashes()) if store.exists() else set()
 

@@ -25,11 +25,13 @@ class Evaluation:
 
     @property
     def predictions(self) -> np.ndarray:
-        return self.probabilities.argmax(axis=1)
+        predicted: np.ndarray = self.probabilities.argmax(axis=1)
+        return predicted
 
     @property
     def correct(self) -> np.ndarray:
-        return self.predictions == self.labels
+        correct: np.ndarray = self.predictions == self.labels
+        return correct
 
     @property
     def accuracy(self) -> float:
@@ -45,19 +47,33 @@ class Evaluation:
 
     @property
     def per_class_recall(self) -> np.ndarray:
-        return skm.recall_score(
-            self.labels, self.predictions, labels=range(N_CLASSES), average=None, zero_division=0
+        return np.asarray(
+            skm.recall_score(
+                self.labels,
+                self.predictions,
+                labels=range(N_CLASSES),
+                average=None,
+                zero_division=0,
+            )
         )
 
     @property
     def per_class_precision(self) -> np.ndarray:
-        return skm.precision_score(
-            self.labels, self.predictions, labels=range(N_CLASSES), average=None, zero_division=0
+        return np.asarray(
+            skm.precision_score(
+                self.labels,
+                self.predictions,
+                labels=range(N_CLASSES),
+                average=None,
+                zero_division=0,
+            )
         )
 
     @property
     def confusion(self) -> np.ndarray:
-        return skm.confusion_matrix(self.labels, self.predictions, labels=range(N_CLASSES))
+        return np.asarray(
+            skm.confusion_matrix(self.labels, self.predictions, labels=range(N_CLASSES))
+        )
 
     def metrics(self, prefix: str = "holdout_") -> dict[str, float]:
         """Flat metric names for MLflow: accuracy, macro F1, log-loss, recall per class."""

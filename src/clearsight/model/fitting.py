@@ -52,7 +52,7 @@ class TrainResult:
         return float(np.median(rest))
 
 
-class EpochTimer(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]  # Keras ships no types
     """Wall time of each epoch, training and validation included."""
 
     def __init__(self) -> None:
@@ -60,10 +60,10 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds: list[float] = []
         self._start = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
 
 
@@ -92,7 +92,8 @@ def resolve_fit_params(settings: TrainSettings, device: DeviceInfo, n_train: int
     if steps is None:
         # The torch trainer runs one step per call; TF and JAX fuse a loop of steps.
         steps = 1 if device.backend == "torch" else max(1, min(32, steps_per_epoch))
-    jit: bool | str = {"auto": "auto", "on": True, "off": False}[settings.jit_compile]
+    jit_modes: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+    jit = jit_modes[settings.jit_compile]
     precision = "mixed_bfloat16" if settings.mixed_precision == "on" else "float32"
     if settings.mixed_precision == "auto" and bf16_helps(device):
         precision = "mixed_bfloat16"

@@ -128,7 +128,7 @@ def integrated_gradients_features(model: object, images: np.ndarray) -> dict[str
     if len(x) == 0:
         return {name: np.zeros(0) for name in ATTRIBUTION_FEATURES}
     attribution = explain(
-        model,  # type: ignore[arg-type]
+        model,
         x,
         INTEGRATED_GRADIENTS,
         MONITOR_IG_TARGET,

@@ -65,7 +65,7 @@ class Reference:
                     meta=np.array(
                         json.dumps({"bounds": self.bounds.to_dict(), "source": self.source})
                     ),
-                    **arrays,
+                    **arrays,  # type: ignore[arg-type]  # numpy's stub lets **arrays fill allow_pickle
                 )
             os.replace(tmp, path)
         except BaseException:
@@ -116,7 +116,7 @@ def compute_reference(
     unseen = np.asarray(prediction_images, dtype=np.float32)
     if unseen.ndim == 3:
         unseen = unseen[..., None]
-    probabilities = np.asarray(model_gradients(model).scores(unseen, PROBABILITIES))  # type: ignore[arg-type]
+    probabilities = np.asarray(model_gradients(model).scores(unseen, PROBABILITIES))
     explained = unseen[_sample(len(unseen), attribution_sample, seed + 1)]
     return Reference(
         features=features,

@@ -118,7 +118,7 @@ def write_chunk(folder: Path, records: list[TrafficRecord]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **columns)
+            np.savez(handle, **columns)  # type: ignore[arg-type]  # numpy's stub lets **arrays fill allow_pickle: bool
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
