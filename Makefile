@@ -53,9 +53,10 @@ serving-requirements: setup  ## re-export serving/requirements.txt (the bento's 
 	$(UV) export --frozen --only-group serving --no-hashes --no-emit-project --quiet \
 		--output-file serving/requirements.txt
 
-lint: setup
+lint: setup  ## ruff, then mypy strict on src/clearsight ([tool.mypy] in pyproject.toml)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
+	$(RUN) mypy
 
 docker/.env:  ## first use: settings from the example, a random database password and tokens (never printed)
 	@$(PYTHON) -c "import os, pathlib, re, secrets; t = pathlib.Path('docker/.env.example').read_text().replace('CHANGE_ME', secrets.token_hex(16)); t = re.sub('GENERATE_ME', lambda _: secrets.token_urlsafe(32), t); fd = os.open('docker/.env', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.write(fd, t.encode()); os.close(fd)"

@@ -8,6 +8,7 @@ a wrong option value included, is one line on stderr and exit status 1, never a 
 from __future__ import annotations
 
 import sys
+from typing import Protocol, TypeGuard
 
 import typer
 
@@ -26,7 +27,15 @@ from clearsight.offline import quiet_output
 __all__ = ["app", "main"]
 
 
-def is_usage_error(err: BaseException) -> bool:
+class ClickError(Protocol):
+    """What every Click exception has, which is all ``main`` relies on."""
+
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+
+def is_usage_error(err: BaseException) -> TypeGuard[ClickError]:
     """Typer's own parse errors (a wrong choice, an unknown command, a missing file).
 
     Typer vendors its Click (``typer._click``, private), so they are recognised by what every
@@ -51,8 +60,9 @@ def main() -> None:
     except Exception as err:
         if not is_usage_error(err):
             raise
-        if type(err).__name__ == "NoArgsIsHelpError" and getattr(err, "ctx", None) is not None:
-            print(err.ctx.get_help())  # bare `clearsight data`: the help, as --help would
+        context = getattr(err, "ctx", None)  # a click.Context, on the errors that carry one
+        if type(err).__name__ == "NoArgsIsHelpError" and context is not None:
+            print(context.get_help())  # bare `clearsight data`: the help, as --help would
             code = 0
         else:
             err_console.print(f"[red]error:[/red] {err.format_message()}", highlight=False)

@@ -12,7 +12,7 @@ from clearsight.cli.output import JsonOpt, console, new_table, print_json, user_
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"data": {"seed": 42}}`` -> ``{"data.seed": 42}``."""
-    flat = {}
+    flat: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):

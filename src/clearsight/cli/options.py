@@ -42,7 +42,8 @@ EpochsOpt = Annotated[int | None, typer.Option(min=1, help="Maximum epochs (earl
 SeedOpt = Annotated[int | None, typer.Option(help="Seed for weights and shuffling.")]
 
 # Typer lists choices of repeatable options only for enums (not for a list of Literal).
-MethodChoice = enum.Enum("MethodChoice", {name: name for name in METHOD_NAMES}, type=str)
+# mypy cannot read members built from a tuple: it sees an Enum without known members.
+MethodChoice = enum.Enum("MethodChoice", {name: name for name in METHOD_NAMES}, type=str)  # type: ignore[misc]
 
 
 def load_settings(**data_overrides: Any) -> Settings:

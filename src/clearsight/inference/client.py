@@ -53,7 +53,8 @@ def predict_files(
         raise ServiceError(
             f"{endpoint} answered {response.status_code}: {message or response.text[:200]}"
         )
-    return body
+    answer: dict[str, Any] = body  # a 2xx from /predict is a PredictResponse's JSON object
+    return answer
 
 
 def save_overlays(response: dict[str, Any], images: list[Path], out_dir: Path) -> list[Path]:

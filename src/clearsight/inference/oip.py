@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from clearsight.choices import INTEGRATED_GRADIENTS, MethodName
+from clearsight.choices import INTEGRATED_GRADIENTS, METHOD_NAMES, MethodName
 from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import ImageError, RequestError
 from clearsight.inference.images import scaled
@@ -259,7 +259,8 @@ async def infer(
         )
     all_binary = bool((request.parameters or {}).get("binary_data_output", False))
     probabilities = np.asarray(await forward(x), dtype=np.float32)
-    outputs, blobs = [], []
+    outputs: list[InferOutput] = []
+    blobs: list[bytes] = []
     for requested in wanted:
         params = requested.parameters or {}
         binary_out = bool(params.get("binary_data", all_binary))
@@ -272,11 +273,11 @@ async def infer(
             method = params.get(
                 "method", (request.parameters or {}).get("attribution_method", DEFAULT_METHOD)
             )
-            if method not in MethodName.__args__:
+            if method not in METHOD_NAMES:
                 raise RequestError(
                     400,
                     "invalid_request",
-                    f"unknown method {method!r}; choose from {list(MethodName.__args__)}",
+                    f"unknown method {method!r}; choose from {list(METHOD_NAMES)}",
                 )
             maps = np.asarray(await attribute(x, method), dtype=np.float32)
             outputs.append(_output("attribution", maps, "FP32", binary_out, blobs))

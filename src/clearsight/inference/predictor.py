@@ -240,7 +240,7 @@ class Predictor:
         options = request.explain_options(self.default_budget_ms)
         # Before any work: a request over the budget is refused (422) or reduced here.
         budget = plan(options, len(valid), self.budget) if options else None
-        x = to_batch([images[i] for i in valid])
+        x = to_batch([image for image in images if image is not None])  # the valid ones, in order
         probabilities = np.asarray(await forward(x))
         forwarded = time.perf_counter()
         explained = await self._explain_async(x, budget, probabilities) if budget else None

@@ -114,7 +114,7 @@ class ExplainOptions(_Strict):
         default=None, min_length=1, max_length=N_CLASSES, description="For targets='explicit'."
     )
     encodings: list[Encoding] = Field(
-        default_factory=lambda: ["float16"],
+        default_factory=lambda: list[Encoding](["float16"]),  # typed: mypy infers list[str]
         min_length=1,
         max_length=3,
         description="'float16': the map as base64 little-endian float16 of values/scale; "

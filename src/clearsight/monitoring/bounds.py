@@ -10,6 +10,7 @@ per image, while an attribution summary needs integrated gradients (done in the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,7 @@ class Bounds:
         return {"source": self.source, "limits": {k: list(v) for k, v in self.limits.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> Bounds:
+    def from_dict(cls, data: Mapping[str, object]) -> Bounds:
         limits = data["limits"]
         assert isinstance(limits, dict)
         return cls({k: (float(v[0]), float(v[1])) for k, v in limits.items()}, str(data["source"]))

@@ -61,7 +61,9 @@ def figure_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(n, reference.features[n], features[n]) for n in INPUT_FEATURES]
+    panels: list[tuple[str, np.ndarray, np.ndarray | None]] = [
+        (n, reference.features[n], features[n]) for n in INPUT_FEATURES
+    ]
     if attributions is not None:
         panels += [(n, reference.attributions[n], attributions[n]) for n in ATTRIBUTION_FEATURES]
     panels.append(("confidence", reference.confidences, None))

@@ -58,4 +58,5 @@ def log_report(
             + [f"- {r}" for r in report.reasons]
         )
         mlflow.set_tag("mlflow.note.content", summary)
-        return run.info.run_id
+        run_id: str = run.info.run_id
+        return run_id

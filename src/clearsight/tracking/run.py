@@ -16,6 +16,7 @@ from typing import Any
 import keras
 import mlflow
 import numpy as np
+from mlflow.data.numpy_dataset import from_numpy  # what mlflow.data exposes, by its typed path
 
 from clearsight.config import Settings
 from clearsight.data import Splits
@@ -65,7 +66,7 @@ def log_split_inputs(splits: Splits) -> None:
     """``mlflow.log_input`` for train, validation and holdout, named by split, with digests."""
     contexts = {"train": "training", "validation": "validation", "holdout": "evaluation"}
     for name, ds in splits.items():
-        dataset = mlflow.data.from_numpy(
+        dataset = from_numpy(
             features=ds.pixels().reshape(len(ds), -1),
             targets=ds.labels,
             name=name,
@@ -81,7 +82,7 @@ def log_data_version(gated: GatedData) -> None:
     version, data = gated.data_version, gated.source
     if version is None:
         return
-    dataset = mlflow.data.from_numpy(
+    dataset = from_numpy(
         features=data.pixels().reshape(len(data), -1),
         targets=data.labels,
         name=version.id,
@@ -92,7 +93,7 @@ def log_data_version(gated: GatedData) -> None:
     mlflow.set_tag("data_version", version.id)
 
 
-class EpochMetricsLogger(keras.callbacks.Callback):
+class EpochMetricsLogger(keras.callbacks.Callback):  # type: ignore[misc]  # Keras ships no types
     """Per-epoch loss and accuracy (train and validation) as MLflow metric steps."""
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
