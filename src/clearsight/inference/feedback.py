@@ -181,7 +181,7 @@ def record_feedback(
     pixels = decode_feedback(request)
     ids = request.ids()
     matched = match_answers(pixels, ids, answers, max_age_s, now)
-    served = {
+    served: dict[str, np.ndarray] = {
         "served_label": np.array([a.label for a in matched], dtype=np.int64),
         "served_confidence": np.array([a.confidence for a in matched], dtype=np.float32),
         "served_version": np.array([a.model_version for a in matched], dtype=str),
