@@ -209,7 +209,9 @@ def plan(options: ExplainOptions, images: int, budget: ExplainBudget) -> BudgetP
         return BudgetPlan(options, {}, [], requested.units, requested.units, budget.max_units)
     if budget.over_budget == "refuse":
         raise over_budget(requested, budget.max_units)
-    current, substitutions, reductions = options, {}, []
+    current = options
+    substitutions: dict[str, str] = {}
+    reductions: list[str] = []
     for step in (_fewer_steps, _fewer_targets, _cheaper_methods):
         current, substitutions = step(current, substitutions, images, budget.max_units, reductions)
         if request_cost(current, images, substitutions).units <= budget.max_units:
@@ -222,6 +224,12 @@ def plan(options: ExplainOptions, images: int, budget: ExplainBudget) -> BudgetP
 
 def _units(options: ExplainOptions, images: int, substitutions: Mapping[str, str]) -> float:
     return request_cost(options, images, substitutions).units
+
+
+def _above_floor(method: str, options: ExplainOptions) -> bool:
+    """Whether ``method`` has a step parameter and it is still above its floor."""
+    cost = METHOD_COSTS[method]
+    return cost.parameter is not None and _parameters(method, options)[cost.parameter] > cost.floor
 
 
 def _fewer_steps(
@@ -238,8 +246,7 @@ def _fewer_steps(
         reducible = [
             m
             for m, _ in sorted(cost.per_method.items(), key=lambda item: -item[1])
-            if METHOD_COSTS[m].parameter is not None
-            and _parameters(m, options)[METHOD_COSTS[m].parameter] > METHOD_COSTS[m].floor
+            if _above_floor(m, options)
         ]
         if not reducible:
             break

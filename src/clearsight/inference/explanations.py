@@ -187,7 +187,7 @@ class BatchExplanation:
         for index in images if images is not None else range(len(self.x)):
             self.warnings[index].append(message)
 
-    def _slices(self, method: str) -> list[slice]:
+    def _slices(self, method: MethodName) -> list[slice]:
         """Image slices of at most ``chunk_units`` units of ``method`` each (one image at
         least): the unit of fair sharing."""
         n = len(self.x)

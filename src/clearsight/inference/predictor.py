@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import anyio
@@ -212,11 +213,8 @@ class Predictor:
         maps = []
         for start in range(0, len(x), step):
             part = x[start : start + step]
-            maps.append(
-                await self.scheduler.run(
-                    turn, lambda part=part: explain(self.model, part, method, "predicted").maps
-                )
-            )
+            chunk = partial(explain, self.model, part, method, "predicted")
+            maps.append((await self.scheduler.run(turn, chunk)).maps)
         return np.concatenate(maps)
 
     async def predict(self, request: PredictRequest, forward: Forward) -> PredictResponse:

@@ -58,14 +58,15 @@ class FairScheduler:
 
     async def run(self, key: Hashable, fn: Callable[[], T]) -> T:
         """Queue ``fn`` under ``key`` and return its result once a worker has run it."""
-        chunk = _Chunk(fn, asyncio.get_running_loop().create_future())
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        chunk = _Chunk(fn, future)
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = deque()
             self._turns.append(key)
         queue.append(chunk)
         self._dispatch()
-        return await chunk.future
+        return await future
 
     def _dispatch(self) -> None:
         while self._busy < self.workers and self._turns:
