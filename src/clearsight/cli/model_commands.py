@@ -204,8 +204,6 @@ def promote(
     """Score a version against the champion on the frozen holdout; move aliases on a pass."""
     with user_errors():
         from clearsight.data import HoldoutStore
-        from clearsight.pipelines.promote import evaluate_and_promote
-        from clearsight.tracking.registry import resolve_version
 
         settings = load_settings()
         assert settings.holdout_dir is not None
@@ -214,6 +212,10 @@ def promote(
             raise ConfigurationError(
                 f"no frozen holdout in {settings.holdout_dir}; run a training first"
             )
+        # Only now the heavy imports (TensorFlow's start-up lines): a refusal stays one line.
+        from clearsight.pipelines.promote import evaluate_and_promote
+        from clearsight.tracking.registry import resolve_version
+
         version = resolve_version(settings, model_ref)[2] if model_ref else None
         with step("scoring challenger and champion on the frozen holdout"):
             decision = evaluate_and_promote(settings, store.load(), version)
