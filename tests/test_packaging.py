@@ -22,6 +22,7 @@ import pytest
 from tests.serving.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
+PREDICT_KEY = "predict-key-for-the-wheel-test"
 pytestmark = pytest.mark.slow
 
 
@@ -54,6 +55,7 @@ def test_the_installed_wheel_trains_promotes_and_serves(installed: Path, tmp_pat
     workdir.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARSIGHT_", "MLFLOW_"))}
     env |= {"CLEARSIGHT_PROMOTION__MIN_CLASS_RECALL": "0", "COLUMNS": "200"}
+    env["CLEARSIGHT_API_KEY"] = PREDICT_KEY  # the predict scope is closed on this service
     env.pop("VIRTUAL_ENV", None)
     env.pop("PYTHONPATH", None)
 
@@ -99,17 +101,25 @@ def test_the_installed_wheel_trains_promotes_and_serves(installed: Path, tmp_pat
             assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(0.5)
         blank = {"kind": "array", "scale": "0-1", "data": [[0.0] * 28] * 28}
-        answer = httpx.post(f"{url}/predict", json={"images": [blank]}, timeout=60)
+        predict_key = {"Authorization": f"Bearer {PREDICT_KEY}"}
+        anonymous = httpx.post(f"{url}/predict", json={"images": [blank]}, timeout=60)
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized"
+        answer = httpx.post(
+            f"{url}/predict", json={"images": [blank]}, headers=predict_key, timeout=60
+        )
         assert answer.status_code == 200 and answer.json()["model"]["version"] == "1"
         # `clearsight serve` generated the admin token, owner-only, and the service takes it.
         token_file = workdir / ".clearsight" / "admin-token"
         assert token_file.stat().st_mode & 0o777 == 0o600
-        token = token_file.read_text().strip()
-        assert httpx.post(f"{url}/admin/reload", timeout=30).status_code == 401
-        reload = httpx.post(
-            f"{url}/admin/reload", headers={"Authorization": f"Bearer {token}"}, timeout=30
-        )
-        assert reload.status_code == 202, reload.text
+        admin = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        reload = f"{url}/admin/reload"
+        assert httpx.post(reload, timeout=30).status_code == 401
+        refused = httpx.post(reload, headers=predict_key, timeout=30)  # predict key: no admin
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+        assert httpx.post(reload, headers=admin, timeout=30).status_code == 202
+        # No feedback token configured: /feedback is off for everyone, the admin too.
+        feedback = httpx.post(f"{url}/feedback", json={}, headers=admin, timeout=30)
+        assert feedback.status_code == 403 and "switched off" in feedback.json()["error"]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
