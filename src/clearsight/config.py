@@ -407,6 +407,11 @@ class Settings(BaseSettings):
         description="A running prediction service that follows the registry: told to check "
         "its alias after a promotion or rollback (it also polls by itself).",
     )
+    registry_lock: Path | None = Field(
+        default=None,
+        description="The registry lock file (CLEARSIGHT_REGISTRY_LOCK): a path every operator "
+        "shares. None: beside a local SQLite store; no file lock with a tracking server.",
+    )
     data: DataSettings = Field(default_factory=DataSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)

@@ -18,7 +18,6 @@ slot serialises them, or from one place).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,13 +27,12 @@ from clearsight.files import exclusive_lock
 from clearsight.tracking.store import tracking_uri
 
 LOCK_FILE = "registry.lock"
-LOCK_ENV = "CLEARSIGHT_REGISTRY_LOCK"
 
 
 def lock_path(settings: Settings) -> Path | None:
     """The lock file for this store, or None where no file is shared by its operators."""
-    if named := os.environ.get(LOCK_ENV):
-        return Path(named)
+    if settings.registry_lock is not None:
+        return settings.registry_lock
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).parent / LOCK_FILE
