@@ -130,7 +130,7 @@ def test_gate_passes_freezes_holdout_and_writes_reports(settings: Settings) -> N
 def test_failed_gate_raises_with_every_failure_and_freezes_nothing(
     settings: Settings, digits, tmp_path
 ) -> None:
-    from .conftest import write_idx_pair
+    from tests.conftest import write_idx_pair
 
     images, labels = _nan_pixels(*_unknown_label(*digits))
     folder = write_idx_pair(tmp_path / "idx", images, labels)
