@@ -1,9 +1,10 @@
 """The one request pipeline of the service.
 
-Every route that predicts (the typed BentoML APIs, ``POST /predict``, OIP v2 inference) goes
-through ``ServiceState``: it reads the live model once (a swap mid-request changes nothing
-for that request), refuses while warming up, runs the library's ``Predictor``, and records
-metrics. Routes reach it through ``current_state()``, typed, rather than an untyped service.
+Every route that uses the model goes through ``ServiceState``: ``live()`` reads the live model
+once (a swap mid-request changes nothing for that request) and refuses while warming up;
+``predict()`` (the typed BentoML APIs and ``POST /predict``) then runs the library's
+``Predictor`` and records metrics, and OIP inference runs its tensors on the same ``live()``
+model. Routes reach it through ``current_state()``, typed, rather than an untyped service.
 """
 
 from __future__ import annotations
