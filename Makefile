@@ -15,6 +15,9 @@ export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
 
 COMPOSE := docker compose -f docker/compose.yaml
+# mypy's cache outside the checkout, like uv's: a fresh clone checks in seconds, not 90 s (mypy
+# re-checks every module whose source hash changed, so a stale entry is never trusted).
+MYPY_CACHE_DIR ?= $(HOME)/.cache/clearsight/mypy
 # The Keras backend's extra (tensorflow, jax, torch; gpu or jax-gpu for CUDA): TensorFlow by default.
 BACKEND_EXTRA ?= tensorflow
 
@@ -56,7 +59,7 @@ serving-requirements: setup  ## re-export serving/requirements.txt (the bento's 
 lint: setup  ## ruff, then mypy strict on src/clearsight ([tool.mypy] in pyproject.toml)
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy
+	$(RUN) mypy --cache-dir "$(MYPY_CACHE_DIR)"
 
 docker/.env:  ## first use: settings from the example, a random database password and tokens (never printed)
 	@$(PYTHON) -c "import os, pathlib, re, secrets; t = pathlib.Path('docker/.env.example').read_text().replace('CHANGE_ME', secrets.token_hex(16)); t = re.sub('GENERATE_ME', lambda _: secrets.token_urlsafe(32), t); fd = os.open('docker/.env', os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600); os.write(fd, t.encode()); os.close(fd)"
