@@ -37,6 +37,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from benchmarks.machine import cpu_name
 from clearsight.data.sources import load_embedded
 from clearsight.digits import to_model_input
 from clearsight.explain import explain, grad_cam, integrated_gradients
@@ -95,16 +96,6 @@ def throughput(
         fn(batch)
         times.append(time.perf_counter() - start)
     return len(batch) / float(np.median(times))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def versions() -> dict[str, str]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.machine import cpu_name
 from clearsight.config import DataSettings, Settings
 from clearsight.data.contract import check_contract, load_reference
 from clearsight.data.dataset import Dataset
@@ -40,16 +41,6 @@ from clearsight.data.sources import load, load_embedded
 from clearsight.data.splits import HoldoutStore, make_splits
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def split_digits(per_class: int, reference: dict) -> tuple[Dataset, list[np.ndarray]]:

@@ -52,9 +52,10 @@ from pathlib import Path
 import numpy as np
 
 import clearsight  # telemetry off, inherited by the servers
+from benchmarks import peer_envs, profiling
+from benchmarks.machine import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
-from benchmarks import peer_envs, profiling  # noqa: E402
 
 CLOSED_LOOP = (1, 8, 32)
 OPEN_LOOP = (0.5, 0.8)  # fractions of each server's best closed-loop requests/s
@@ -575,16 +576,6 @@ HEADER = (
     "| server | workload | loop | load | requests | req/s | p50 ms | p95 ms | p99 ms | errors |\n"
     "|---|---|---|---|---:|---:|---:|---:|---:|---:|"
 )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def verdicts(rows: list[Row]) -> dict[str, dict]:
