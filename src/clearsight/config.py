@@ -54,6 +54,21 @@ class DataSettings(BaseModel):
             "28x28 ignoring aspect, 'reject' keeps the original size so the contract fails."
         ),
     )
+    image_height: int | None = Field(
+        default=None, ge=1, description="Target image height; None: the most common in the data."
+    )
+    image_width: int | None = Field(
+        default=None, ge=1, description="Target image width; None: the most common in the data."
+    )
+    image_channels: Literal[1, 3] | None = Field(
+        default=None,
+        description="1 (grey) or 3 (colour); None: the most common mode in the data.",
+    )
+    digit_rules: bool | None = Field(
+        default=None,
+        description="MNIST-style steps (the polarity rule, the polarity repair and crop-and-centre "
+        "for sent images); None: on for the digit sources (embedded, idx, keras), off otherwise.",
+    )
     seed: int = 42
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
