@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from clearsight.choices import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 from clearsight.config import Settings
 from clearsight.errors import RegistryError
+from clearsight.task import DIGITS, METADATA_KEY, ImageTask
 from clearsight.tracking.faults import is_transient
 from clearsight.tracking.registry_lock import registry_lock
 from clearsight.tracking.store import configure
@@ -65,6 +66,16 @@ def load_version(model: str, version: str, folder: Path) -> keras.Model:
 
     folder.mkdir(parents=True, exist_ok=True)
     return mlflow.keras.load_model(f"models:/{model}/{version}", dst_path=str(folder))
+
+
+def load_task(model: str, version: str) -> ImageTask:
+    """The task (shape, channels, class names) a version was trained for, from its MLflow model
+    metadata; a version logged before tasks were recorded is the digits' task."""
+    from mlflow.models import get_model_info
+
+    metadata = get_model_info(f"models:/{model}/{version}").metadata or {}
+    body = metadata.get(METADATA_KEY)
+    return ImageTask.from_metadata(body) if body else DIGITS
 
 
 def load_checked(model: str, version: str, folder: Path) -> keras.Model:

@@ -21,9 +21,9 @@ from mlflow.data.numpy_dataset import from_numpy  # what mlflow.data exposes, by
 from clearsight.config import Settings
 from clearsight.data import Splits
 from clearsight.data.gate import GatedData
-from clearsight.digits import INPUT_SHAPE, N_CLASSES
 from clearsight.model.fitting import TrainResult
 from clearsight.packages import MODEL_RUNTIME, for_backend, pinned
+from clearsight.task import DIGITS, METADATA_KEY, ImageTask
 from clearsight.tracking.lifecycle import owner_tags, reap_orphaned_runs, terminate_gracefully
 from clearsight.tracking.store import (
     configure,
@@ -101,18 +101,20 @@ class EpochMetricsLogger(keras.callbacks.Callback):  # type: ignore[misc]  # Ker
             mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1)
 
 
-def model_signature() -> Any:
-    """float32 (-1, 28, 28, 1) in, float32 (-1, 10) probabilities out."""
+def model_signature(task: ImageTask = DIGITS) -> Any:
+    """float32 (-1, H, W, C) in, float32 (-1, n_classes) probabilities out."""
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *INPUT_SHAPE), "image")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_CLASSES), "probabilities")]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *task.input_shape), "image")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, task.n_classes), "probabilities")]),
     )
 
 
-def log_keras_model(model: keras.Model, registered_name: str | None = None) -> Any:
+def log_keras_model(
+    model: keras.Model, registered_name: str | None = None, task: ImageTask = DIGITS
+) -> Any:
     """Log the model (signature, explicit pinned requirements: inferring them costs ~18 s),
     and register a new version only when ``registered_name`` is given: a training run logs
     without it and registers with ``register_version`` as its very last step."""
@@ -122,10 +124,14 @@ def log_keras_model(model: keras.Model, registered_name: str | None = None) -> A
     return mlflow.keras.log_model(
         model,
         name="model",
-        signature=model_signature(),
+        signature=model_signature(task),
         pip_requirements=pinned(for_backend(MODEL_RUNTIME, backend)),
         registered_model_name=registered_name,
-        metadata={"keras_backend": backend, "input_scale": "0-1"},
+        metadata={
+            "keras_backend": backend,
+            "input_scale": "0-1",
+            METADATA_KEY: task.to_metadata(),
+        },
     )
 
 
