@@ -69,6 +69,12 @@ class DataSettings(BaseModel):
         description="MNIST-style steps (the polarity rule, the polarity repair and crop-and-centre "
         "for sent images); None: on for the digit sources (embedded, idx, keras), off otherwise.",
     )
+    min_images_per_class: int = Field(
+        default=5,
+        ge=1,
+        description="The folder source refuses a class folder with fewer images (each class "
+        "needs some for training and some for the holdout).",
+    )
     seed: int = 42
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)

@@ -28,10 +28,11 @@ from clearsight.data.running import RunningProfile
 from clearsight.data.sources import load, load_embedded
 from clearsight.data.version_index import VersionIndex
 from clearsight.data.versions import BatchRef, DataVersion, VersionStore
+from clearsight.task import DIGITS
 from tests.conftest import REPO, stores_under
 
 REFERENCE = load_reference(REPO / "data" / "contract" / "reference_profile.json")
-SPECS = expectation_specs(DataSettings(), REFERENCE)
+SPECS = expectation_specs(DataSettings(), REFERENCE, task=DIGITS)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +132,9 @@ def test_the_merged_verdict_equals_great_expectations_on_the_whole_table(
         held,
     )
     ours = merged_check(candidate)
-    theirs = check_contract(_old_merged_frame(current, new, held), DataSettings(), REFERENCE)
+    theirs = check_contract(
+        _old_merged_frame(current, new, held), DataSettings(), REFERENCE, task=DIGITS
+    )
     assert ours.success == theirs.success and ours.n_rows == theirs.n_rows
     assert ours.contract_hash == theirs.contract_hash
     by_rule = {(o.expectation, o.column): o for o in theirs.outcomes}

@@ -9,11 +9,12 @@ from clearsight.config import Settings
 from clearsight.data import Dataset, HoldoutStore, Splits, make_splits, profile_splits
 from clearsight.data.contract import DataValidationError, check_contract, load_reference
 from clearsight.data.gate import run_data_gate
+from clearsight.task import DIGITS
 
 
 def _check(settings: Settings, splits: Splits):
     reference = load_reference(settings.reference_profile_path)
-    return check_contract(profile_splits(splits), settings.data, reference)
+    return check_contract(profile_splits(splits), settings.data, reference, task=DIGITS)
 
 
 def _splits(settings: Settings, images: np.ndarray, labels: np.ndarray) -> Splits:
@@ -28,7 +29,8 @@ def _failed(report) -> set[str]:
 def test_real_digits_pass(settings: Settings, digits) -> None:
     report = _check(settings, _splits(settings, *digits))
     assert report.success, [o.summary() for o in report.failures]
-    assert len(report.outcomes) == 13 and len(report.contract_hash) == 64
+    # 13 rules before datasets had tasks, + channels, + the digits' polarity rule
+    assert len(report.outcomes) == 15 and len(report.contract_hash) == 64
 
 
 def _pad_to_32(images, labels):
@@ -80,6 +82,7 @@ CORRUPTIONS: dict[str, tuple[Callable, str]] = {
     "unknown label": (_unknown_label, "expect_column_values_to_be_in_set:label"),
     "drifted intensities": (_darker, "expect_column_mean_to_be_between:mean_intensity"),
     "inverted digits": (_inverted, "expect_column_mean_to_be_between:ink_fraction"),
+    "dark on light": (_inverted, "expect_column_values_to_be_between:border_bright"),
     "class imbalance": (_imbalanced, "expect_column_values_to_be_between:class_share"),
 }
 

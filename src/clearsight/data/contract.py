@@ -5,6 +5,13 @@ expectation with what was observed, so a bad batch stops the pipeline with a rea
 Results are written as JSON and as Great Expectations Data Docs (HTML) under
 ``data/reports/``. The suite and the reference profile together form the contract; their hash
 tags every training run, so a changed contract is visible in MLflow.
+
+The suite is derived from the data's task (``clearsight.task.ImageTask``: shape, channels,
+class names), never from MNIST constants; the polarity rule (light ink on a dark background)
+only applies when the task is digit-like. The drift rules need a reference profile of the same
+dataset: the digits' ships with the project (``data/contract/``); any other dataset's is
+recorded by its first run that passes (``versions_dir/references/<HxWxC>-<hash>.json``), and
+until then the drift rules are left out with a note in the report.
 """
 
 from __future__ import annotations
@@ -19,15 +26,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from clearsight.config import DataSettings
-from clearsight.digits import IMAGE_SIZE, N_CLASSES
+from clearsight.config import DataSettings, Settings
 from clearsight.errors import ConfigurationError, DataValidationError
+from clearsight.files import atomic_write
+from clearsight.task import DIGITS, ImageTask
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationValidationResult
 
 DRIFT_FEATURES = ("mean_intensity", "ink_fraction")
 SUITE_NAME = "clearsight-image-contract"
+# The polarity rule: a digit's border is background, so at most this share of it is bright.
+MAX_BORDER_BRIGHT = 0.5
+NO_REFERENCE = (
+    "no reference profile for this dataset yet: drift rules skipped (the first run that "
+    "passes records one)"
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +87,8 @@ class ValidationReport:
             f"{self.n_rows} images, contract `{self.contract_hash[:16]}`, report "
             f"`{self.json_path}`",
             "",
+            *[f"Note: {note}" for note in self.extra.get("notes", [])],
+            *([""] if self.extra.get("notes") else []),
             "| result | expectation | column | rule | observed |",
             "|---|---|---|---|---|",
         ]
@@ -107,6 +123,50 @@ def build_reference(profile: pd.DataFrame, origin: str) -> dict[str, Any]:
     return {"origin": origin, "n_images": len(profile), "features": features}
 
 
+def reference_key(task: ImageTask) -> str:
+    """``28x28x1-1a2b3c4d5e6f``: the dataset's shape and a hash of its class names."""
+    names = hashlib.sha256(json.dumps(list(task.class_names)).encode()).hexdigest()[:12]
+    return f"{task.height}x{task.width}x{task.channels}-{names}"
+
+
+def uses_shipped_reference(task: ImageTask) -> bool:
+    """The digits' shape and classes: the reference profile that ships with the project."""
+    return task.input_shape == DIGITS.input_shape and task.class_names == DIGITS.class_names
+
+
+def reference_path(settings: Settings, task: ImageTask) -> Path:
+    """Where the reference profile of ``task``'s dataset is (or will be) kept."""
+    if uses_shipped_reference(task):
+        return settings.reference_profile_path
+    assert settings.versions_dir is not None  # resolved by Settings
+    return settings.versions_dir / "references" / f"{reference_key(task)}.json"
+
+
+def reference_for(settings: Settings, task: ImageTask) -> dict[str, Any] | None:
+    """The dataset's reference profile; None for a new dataset that has none yet (the digits'
+    must exist: it ships with the project)."""
+    path = reference_path(settings, task)
+    if uses_shipped_reference(task) or path.is_file():
+        return load_reference(path)
+    return None
+
+
+def record_reference(
+    settings: Settings, task: ImageTask, profile: pd.DataFrame, origin: str
+) -> Path | None:
+    """Record the reference of a dataset that has none, from the training rows of a profile
+    that passed; returns the file written, None when one already exists (never replaced: the
+    drift rules compare later data with the first)."""
+    path = reference_path(settings, task)
+    if path.is_file():
+        return None
+    training = profile[profile["split"] != "holdout"] if "split" in profile else profile
+    body = build_reference(training, origin) | {"task": task.to_metadata()}
+    text = json.dumps(body, indent=2) + "\n"
+    atomic_write(path, lambda h: h.write(text.encode()), ".json")
+    return path
+
+
 def load_reference(path: Path) -> dict[str, Any]:
     try:
         reference: dict[str, Any] = json.loads(path.read_text())
@@ -120,31 +180,48 @@ def load_reference(path: Path) -> dict[str, Any]:
 # --- the suite ---------------------------------------------------------------------------
 
 
-def expectation_specs(settings: DataSettings, reference: dict[str, Any]) -> list[dict[str, Any]]:
+def expectation_specs(
+    settings: DataSettings, reference: dict[str, Any] | None, *, task: ImageTask
+) -> list[dict[str, Any]]:
     """The contract as plain data: (GE expectation class, kwargs, why it exists).
 
     Kept as data so the contract hash is stable and the suite is easy to read in one place.
+    ``task`` is what the data must be (shape, channels, classes); ``reference`` None leaves
+    the drift rules out (a dataset with no reference profile yet).
     """
-    share = 1.0 / N_CLASSES
+    share = 1.0 / task.n_classes
     tol = settings.class_balance_tolerance
+    last = task.n_classes - 1
+    labels_why = (
+        "labels are digits 0-9"
+        if task.class_names == DIGITS.class_names
+        else f"labels are class indices 0-{last} ({task.class_names[0]} ... {task.class_names[-1]})"
+    )
+    colour = "grey" if task.channels == 1 else "colour"
     specs: list[dict[str, Any]] = [
         {
             "type": "ExpectColumnValuesToBeInSet",
             "column": "label",
-            "value_set": list(range(N_CLASSES)),
-            "why": "labels are digits 0-9",
+            "value_set": list(range(task.n_classes)),
+            "why": labels_why,
         },
         {
             "type": "ExpectColumnValuesToBeInSet",
             "column": "height",
-            "value_set": [IMAGE_SIZE],
-            "why": f"every image is {IMAGE_SIZE} px high",
+            "value_set": [task.height],
+            "why": f"every image is {task.height} px high",
         },
         {
             "type": "ExpectColumnValuesToBeInSet",
             "column": "width",
-            "value_set": [IMAGE_SIZE],
-            "why": f"every image is {IMAGE_SIZE} px wide",
+            "value_set": [task.width],
+            "why": f"every image is {task.width} px wide",
+        },
+        {
+            "type": "ExpectColumnValuesToBeInSet",
+            "column": "channels",
+            "value_set": [task.channels],
+            "why": f"every image has {task.channels} channel(s) ({colour})",
         },
         {
             "type": "ExpectColumnValuesToBeBetween",
@@ -186,6 +263,20 @@ def expectation_specs(settings: DataSettings, reference: dict[str, Any]) -> list
             "why": "no holdout image also in train or validation",
         },
     ]
+    if task.digit_like:
+        specs.append(
+            {
+                "type": "ExpectColumnValuesToBeBetween",
+                "column": "border_bright",
+                "min_value": 0.0,
+                "max_value": MAX_BORDER_BRIGHT,
+                "mostly": settings.drift_mostly,
+                "why": f"{settings.drift_mostly:.0%} of images are light ink on a dark "
+                f"background (at most {MAX_BORDER_BRIGHT:.0%} of the border bright)",
+            }
+        )
+    if reference is None:
+        return specs
     drift_tol = settings.drift_tolerance
     for name in DRIFT_FEATURES:
         ref = reference["features"][name]
@@ -261,20 +352,23 @@ def _silence_gx_progress(context: Any) -> None:
 def check_contract(
     profile: pd.DataFrame,
     settings: DataSettings,
-    reference: dict[str, Any],
+    reference: dict[str, Any] | None,
     report_dir: Path | None = None,
     *,
+    task: ImageTask,
     per_image: bool = False,
 ) -> ValidationReport:
-    """Validate the profile table; write JSON + Data Docs when ``report_dir`` is given.
+    """Validate the profile table against ``task``; write JSON + Data Docs when ``report_dir``
+    is given.
 
     ``per_image``: only the rules each image must meet on its own (an incoming batch of one
-    image cannot be class-balanced; the merged set is checked with every rule).
+    image cannot be class-balanced; the merged set is checked with every rule). ``reference``
+    None: no drift rules, and the report says so (``extra["notes"]``).
     """
     import great_expectations as gx
     from great_expectations.checkpoint.actions import UpdateDataDocsAction, ValidationAction
 
-    specs = expectation_specs(settings, reference)
+    specs = expectation_specs(settings, reference, task=task)
     if per_image:
         specs = [spec for spec in specs if not is_set_level(spec)]
     context = gx.get_context(mode="ephemeral")
@@ -325,6 +419,7 @@ def check_contract(
         outcomes=outcomes,
         contract_hash=contract_hash(specs),
         n_rows=len(profile),
+        extra={"task": task.to_metadata(), "notes": [] if reference else [NO_REFERENCE]},
     )
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clearsight.digits import IMAGE_SIZE, N_CLASSES
 from clearsight.errors import DataSourceError
 from clearsight.files import atomic_write
+from clearsight.task import DIGITS, ImageTask
 
 PREFIX = "feedback"
 
@@ -49,20 +49,25 @@ def write_feedback_batch(
     labels: np.ndarray | list[int],
     request_ids: list[str | None] | None = None,
     served: dict[str, np.ndarray] | None = None,
+    *,
+    task: ImageTask = DIGITS,
 ) -> FeedbackBatch:
-    """Write uint8 (N, 28, 28) images with their true labels as one incoming batch, atomically.
+    """Write uint8 images of ``task``'s stored shape ((N, H, W) grey, (N, H, W, 3) colour)
+    with their true labels (class indices) as one incoming batch, atomically.
 
     ``served``: the service's answers per image (``served_label``, ``served_confidence``,
     ``served_version``), stored beside the images for the label check at ingest.
     """
     images = np.asarray(pixels)
     targets = np.asarray(labels, dtype=np.int64)
-    if images.ndim != 3 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE) or not len(images):
-        raise DataSourceError(f"feedback needs (N, 28, 28) images, got shape {images.shape}")
+    if images.shape[1:] != task.stored_shape or images.ndim < 3 or not len(images):
+        wanted = ", ".join(str(d) for d in ("N", *task.stored_shape))
+        raise DataSourceError(f"feedback needs ({wanted}) images, got shape {images.shape}")
     if images.dtype != np.uint8:
         raise DataSourceError(f"feedback images must be uint8 pixels, got {images.dtype}")
-    if targets.shape != (len(images),) or targets.min() < 0 or targets.max() >= N_CLASSES:
-        raise DataSourceError(f"feedback needs one label in 0-{N_CLASSES - 1} per image")
+    last = task.n_classes - 1
+    if targets.shape != (len(images),) or targets.min() < 0 or targets.max() > last:
+        raise DataSourceError(f"feedback needs one label in 0-{last} per image")
     ids = [r or "" for r in (request_ids or [None] * len(images))]
     if len(ids) != len(images):
         raise DataSourceError(f"{len(ids)} request ids for {len(images)} images")

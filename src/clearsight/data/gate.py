@@ -17,14 +17,16 @@ from clearsight.config import Settings
 from clearsight.data.contract import (
     ValidationReport,
     check_contract,
-    load_reference,
+    record_reference,
+    reference_for,
     report_folder,
 )
 from clearsight.data.dataset import Dataset
 from clearsight.data.profile import profile_splits
-from clearsight.data.sources import load
+from clearsight.data.sources import expected_task, load
 from clearsight.data.splits import HoldoutStore, Splits, make_splits
 from clearsight.data.versions import DataVersion, VersionStore, newest
+from clearsight.task import ImageTask
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class GatedData:
     splits: Splits
     profile: pd.DataFrame
     report: ValidationReport
+    task: ImageTask  # the shape and classes the data passed as: what the model is built for
     data_version: DataVersion | None = None  # None only for a dry run on an unversioned source
 
 
@@ -47,14 +50,20 @@ def run_data_gate(settings: Settings, *, freeze_holdout: bool = True) -> GatedDa
     source = versioned.dataset if versioned else base
     assert settings.holdout_dir is not None and settings.reports_dir is not None  # resolved
     store = HoldoutStore(settings.holdout_dir)
+    task = expected_task(settings.data, source)
     splits = make_splits(source, settings.data, store)
     profile = profile_splits(splits)
-    reference = load_reference(settings.reference_profile_path)
-    report = check_contract(profile, settings.data, reference, report_folder(settings.reports_dir))
+    reference = reference_for(settings, task)
+    folder = report_folder(settings.reports_dir)
+    report = check_contract(profile, settings.data, reference, folder, task=task)
     report.raise_for_failures()
     if freeze_holdout and not splits.holdout_frozen:
         store.freeze(splits.holdout)
+    if freeze_holdout and reference is None:
+        recorded = record_reference(settings, task, profile, source.origin)
+        if recorded is not None:
+            report.extra["notes"].append(f"reference profile recorded: {recorded}")
     version = versioned.version if versioned else None
     if version is None and freeze_holdout:
         version = VersionStore.of(settings).root(settings.data, base)
-    return GatedData(source, splits, profile, report, version)
+    return GatedData(source, splits, profile, report, task, version)

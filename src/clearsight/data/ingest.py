@@ -32,8 +32,9 @@ import numpy as np
 
 from clearsight.config import Settings
 from clearsight.data import label_check
-from clearsight.data.contract import expectation_specs, load_reference
+from clearsight.data.contract import expectation_specs, reference_for
 from clearsight.data.dataset import Dataset
+from clearsight.data.folder import Target, load_class_folders
 from clearsight.data.incoming import (
     CLAIM_TIMEOUT,
     Batch,
@@ -45,7 +46,7 @@ from clearsight.data.incoming import (
 from clearsight.data.ingest_checks import BatchCheck, Candidate, batch_frame, run_checks
 from clearsight.data.profile import profile_dataset
 from clearsight.data.running import RunningProfile, signature
-from clearsight.data.sources import load, load_folder, load_idx, load_npz
+from clearsight.data.sources import digit_rules_on, expected_task, load, load_idx, load_npz
 from clearsight.data.splits import HoldoutStore
 from clearsight.data.versions import BatchRef, DataVersion, VersionStore
 from clearsight.errors import DataSourceError
@@ -98,13 +99,26 @@ class IngestResult:
         return "\n".join(lines) + "\n"
 
 
-def read_batch(batch: Batch, settings: Settings) -> Dataset:
-    """The batch's images and labels, with the reader its form needs."""
+def read_batch(batch: Batch, settings: Settings, base: Dataset | None = None) -> Dataset:
+    """The batch's images and labels, with the reader its form needs.
+
+    A class-folder batch is read as the dataset it joins: its folders must be among the
+    base's classes (labels follow the base's order) and its images are brought to the base's
+    shape; digit data the MNIST way (``folder_resize``), as the digit folders always were.
+    """
     if batch.source == "npz":
         return load_npz(batch.path)
     if batch.source == "idx":
         return load_idx(batch.path)
-    return load_folder(batch.path, settings.data.folder_resize)
+    reference = base if base is not None else load(settings.data)
+    task = expected_task(settings.data, reference)
+    digit_rules = digit_rules_on(settings.data)
+    target = None if digit_rules else Target(task.height, task.width, task.channels)
+    data = load_class_folders(
+        batch.path, settings.data, digit_rules=digit_rules, class_names=task.class_names,
+        target=target,
+    )  # fmt: skip
+    return Dataset(data.images, data.labels, data.origin, reference.class_names)
 
 
 def holdout_hashes(settings: Settings) -> set[str]:
@@ -182,19 +196,21 @@ def ingest_batch(
             return BatchOutcome(name, True, "already in this version", done.id)
         head = store.root(settings.data, base)  # the newest version (the root on first use)
         index = store.ensure_index(head, base)
-        reference = load_reference(settings.reference_profile_path)
-        specs = expectation_specs(settings.data, reference)
+        task = expected_task(settings.data, base)
+        reference = reference_for(settings, task)
+        specs = expectation_specs(settings.data, reference, task=task)
         held = holdout_hashes(settings) if held is None else held
         labels = None
         try:
-            data = read_batch(batch, settings)
+            data = read_batch(batch, settings, base)
         except DataSourceError as err:
             check = BatchCheck(False, f"unreadable: {err.one_line()}")
         else:
             before = running_profile(store, head, base, specs)
             candidate = Candidate(
-                settings, data, batch_frame(data, held), head, before, specs, reference, index, held
-            )
+                settings, data, batch_frame(data, held), head, before, specs, reference, index,
+                held, task,
+            )  # fmt: skip
             check = run_checks(candidate)
             check, labels = label_check.gate(settings, batch.path, data.labels, check)
         if not check.passed:

@@ -27,6 +27,7 @@ from clearsight.data.profile import profile_dataset
 from clearsight.data.running import NewRowKeys, RunningProfile, merged_report
 from clearsight.data.version_index import VersionIndex, members
 from clearsight.data.versions import DataVersion
+from clearsight.task import DIGITS, ImageTask
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,10 @@ class Candidate:
     head: DataVersion  # the newest version, which the batch would extend
     before: RunningProfile  # the head's running statistics
     specs: list[dict[str, Any]]  # the contract (``contract.expectation_specs``)
-    reference: dict[str, Any]
+    reference: dict[str, Any] | None  # None: the dataset has no reference profile yet
     index: VersionIndex  # content hashes of the head's base and batches
     held: set[str]  # content hashes of the frozen holdout
+    task: ImageTask = DIGITS  # the shape and classes the batch must have
 
 
 def batch_frame(batch: Dataset, held: set[str]) -> pd.DataFrame:
@@ -55,7 +57,7 @@ def batch_frame(batch: Dataset, held: set[str]) -> pd.DataFrame:
 
 def own_check(candidate: Candidate) -> ValidationReport:
     c = candidate
-    return check_contract(c.frame, c.settings.data, c.reference, per_image=True)
+    return check_contract(c.frame, c.settings.data, c.reference, task=c.task, per_image=True)
 
 
 def new_row_keys(candidate: Candidate) -> NewRowKeys:

@@ -1,8 +1,10 @@
 """The per-image profile table that the data contract validates.
 
 One row per image with what the Great Expectations suite needs to judge it: label, size,
-pixel range, NaNs, mean intensity, ink fraction, content hash, plus three derived columns
-that turn set-level rules (class balance, duplicates, leakage) into per-row checks.
+channels, pixel range, NaNs, mean intensity, ink fraction, the bright share of the border (the
+digits' polarity rule), content hash, plus three derived columns that turn set-level rules
+(class balance, duplicates, leakage) into per-row checks. Grey (N, H, W) and colour
+(N, H, W, 3) images alike: intensities are over every channel's values.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from clearsight.data.dataset import Dataset
+from clearsight.data.polarity import BRIGHT, border_pixels
 from clearsight.data.splits import Splits
 
 INK_THRESHOLD = 127.5  # a pixel "has ink" above half of the 0-255 range
@@ -22,6 +25,7 @@ def profile_dataset(dataset: Dataset, split: str) -> pd.DataFrame:
     values = dataset.images.astype(np.float64)
     flat = values.reshape(len(values), -1)
     n = len(dataset)
+    channels = 1 if values.ndim == 3 else values.shape[3]
     with np.errstate(all="ignore"):  # all-NaN images give NaN stats, reported by the suite
         frame = pd.DataFrame(
             {
@@ -30,17 +34,32 @@ def profile_dataset(dataset: Dataset, split: str) -> pd.DataFrame:
                 "label": dataset.labels.astype(np.int64),
                 "height": np.full(n, values.shape[1], np.int64),
                 "width": np.full(n, values.shape[2], np.int64),
+                "channels": np.full(n, channels, np.int64),
                 "nan_count": np.isnan(flat).sum(axis=1).astype(np.int64),
                 "min": np.nanmin(flat, axis=1) if flat.size else np.zeros(n),
                 "max": np.nanmax(flat, axis=1) if flat.size else np.zeros(n),
                 "mean_intensity": np.nanmean(flat, axis=1) if flat.size else np.zeros(n),
                 "ink_fraction": (np.nan_to_num(flat) > INK_THRESHOLD).mean(axis=1),
+                "border_bright": border_bright(values),
                 "content_hash": dataset.content_hashes(),
             }
         )
     shares = frame["label"].map(frame["label"].value_counts(normalize=True))
     frame["class_share"] = shares.astype(np.float64)
     return frame
+
+
+def border_bright(values: np.ndarray) -> np.ndarray:
+    """Per image, the share of its border (``polarity.border_pixels``) brighter than
+    ``polarity.BRIGHT``; colour pixels by their mean over the channels. Light ink on a dark
+    background keeps it near 0; an inverted digit has it near 1."""
+    grey = values if values.ndim == 3 else values.mean(axis=3)
+    if not grey.size:
+        return np.zeros(len(grey))
+    mask = border_pixels(np.arange(grey[0].size).reshape(grey.shape[1:])).astype(np.int64)
+    border = np.nan_to_num(grey.reshape(len(grey), -1)[:, mask])
+    share: np.ndarray = (border > BRIGHT).mean(axis=1)
+    return share
 
 
 def profile_splits(splits: Splits) -> pd.DataFrame:

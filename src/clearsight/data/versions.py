@@ -1,7 +1,7 @@
 """Versioned training data: a base source plus every accepted incoming batch, in order.
 
 A data version is a manifest (JSON): a short sortable id (``dv0003``), the sha256 digest of its
-content, per-class counts, its parent, the batch that made it (name and fingerprint), when,
+content, per-class counts, the class names (label ``i`` is ``class_names[i]``), its parent, the batch that made it (name and fingerprint), when,
 and the base it extends (source, path, base digest). Each base (by its digest) has its own
 chain; the first use of a base records its root version (no batch), so every training run
 names the exact data it saw, batches or not.
@@ -16,7 +16,7 @@ On disk, under ``settings.versions_dir``::
 
     manifests/dv0003.json    one per version
     stats/dv0003.json        its running profile statistics (``data.running``), for ingest
-    batches/dv0003.npz       the batch that made dv0003, normalised to 28x28 uint8, until
+    batches/dv0003.npz       the batch that made dv0003, as uint8 pixels, until
     batches/pack-L0-...npz   compaction merges many of them into a pack (``data.batch_files``)
     index/<base>/            content hashes and batch keys of a base's versions (``version_index``)
     next-id                  the last id handed out
@@ -90,10 +90,12 @@ class DataVersion:
     created_at: str
     batch_ids: tuple[str, ...] = field(default=())  # versions whose batches it holds, in order
     digest_scheme: str = CONCAT  # how ``digest`` was computed (module docstring)
+    class_names: tuple[str, ...] | None = None  # None: the digits' (versions made before names)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["batch_ids"] = list(self.batch_ids)
+        data["class_names"] = list(self.class_names) if self.class_names else None
         return data
 
     @classmethod
@@ -110,6 +112,7 @@ class DataVersion:
             created_at=data["created_at"],
             batch_ids=tuple(data.get("batch_ids", ())),
             digest_scheme=data.get("digest_scheme", CONCAT),
+            class_names=tuple(names) if (names := data.get("class_names")) else None,
         )
 
     def describe(self) -> str:
@@ -318,6 +321,7 @@ class VersionStore:
                 base=base_ref(settings, base),
                 created_at=_now(),
                 digest_scheme=CHAIN,
+                class_names=base.class_names,
             )
             self._write_manifest(version)
             self._point(base.digest, version.id)
@@ -366,6 +370,7 @@ class VersionStore:
                 created_at=_now(),
                 batch_ids=(*parent.batch_ids, version_id),
                 digest_scheme=CHAIN,
+                class_names=parent.class_names,
             )
             self._write_batch(version_id, batch)
             index = self.index(parent.base.digest)
@@ -387,10 +392,12 @@ class VersionStore:
 
 
 def merge(base: Dataset, batches: list[Dataset], version_id: str) -> Dataset:
-    """Base then batches, in order (the order the versions added them)."""
+    """Base then batches, in order (the order the versions added them). Stored batches carry
+    labels in the base's class order, so they take the base's class names."""
     if not batches:
         return base
-    return concat([base, *batches], f"{base.origin} + {len(batches)} batches ({version_id})")
+    named = [Dataset(b.images, b.labels, b.origin, base.class_names) for b in batches]
+    return concat([base, *named], f"{base.origin} + {len(batches)} batches ({version_id})")
 
 
 @dataclass(frozen=True)
@@ -414,4 +421,5 @@ def newest(settings: Settings, base: Dataset, *, record: bool = True) -> Version
     version = store.manifest(head) if head else store.root(settings.data, base)
     dataset = store.dataset(version, base)
     origin = f"{base.origin} @ {version.id}" if version.batch_ids else base.origin
-    return VersionedData(version, Dataset(dataset.images, dataset.labels, origin))
+    named = Dataset(dataset.images, dataset.labels, origin, dataset.class_names)
+    return VersionedData(version, named)
