@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,13 +114,16 @@ class ValidationReport:
 def build_reference(profile: pd.DataFrame, origin: str) -> dict[str, Any]:
     """Summarise the features the drift checks compare against."""
     features = {}
+    # Under 1,000 images the 0.1 % tails hold less than one image: no quantile to estimate,
+    # and the reference's own extremes would fall outside it. The range is then min to max.
+    tail = 0.001 if len(profile) >= 1000 else 0.0
     for name in DRIFT_FEATURES:
         col = profile[name].to_numpy(np.float64)
         features[name] = {
             "mean": float(np.mean(col)),
             "std": float(np.std(col)),
-            "q001": float(np.quantile(col, 0.001)),
-            "q999": float(np.quantile(col, 0.999)),
+            "q001": float(np.quantile(col, tail)),
+            "q999": float(np.quantile(col, 1 - tail)),
         }
     return {"origin": origin, "n_images": len(profile), "features": features}
 
@@ -154,14 +159,13 @@ def reference_for(settings: Settings, task: ImageTask) -> dict[str, Any] | None:
 def record_reference(
     settings: Settings, task: ImageTask, profile: pd.DataFrame, origin: str
 ) -> Path | None:
-    """Record the reference of a dataset that has none, from the training rows of a profile
-    that passed; returns the file written, None when one already exists (never replaced: the
-    drift rules compare later data with the first)."""
+    """Record the reference of a dataset that has none, from a profile that passed (every
+    split, as ``clearsight data reference`` does); returns the file written, None when one
+    already exists (never replaced: the drift rules compare later data with the first)."""
     path = reference_path(settings, task)
     if path.is_file():
         return None
-    training = profile[profile["split"] != "holdout"] if "split" in profile else profile
-    body = build_reference(training, origin) | {"task": task.to_metadata()}
+    body = build_reference(profile, origin) | {"task": task.to_metadata()}
     text = json.dumps(body, indent=2) + "\n"
     atomic_write(path, lambda h: h.write(text.encode()), ".json")
     return path
@@ -293,14 +297,20 @@ def expectation_specs(
             {
                 "type": "ExpectColumnValuesToBeBetween",
                 "column": name,
-                "min_value": round(ref["q001"], 6),
-                "max_value": round(ref["q999"], 6),
+                "min_value": _outward(ref["q001"], math.floor),
+                "max_value": _outward(ref["q999"], math.ceil),
                 "mostly": settings.drift_mostly,
                 "why": f"{settings.drift_mostly:.0%} of images have {name} within the "
                 "reference's 0.1-99.9% range",
             }
         )
     return specs
+
+
+def _outward(value: float, direction: Callable[[float], int]) -> float:
+    """A bound to 6 decimals, rounded away from the range's inside (``math.floor`` for a
+    minimum, ``math.ceil`` for a maximum), so the reference's own extremes stay inside."""
+    return direction(value * 1e6) / 1e6
 
 
 # Rules about a whole set (class shares, mean features): meaningless for a batch of a few
