@@ -39,6 +39,7 @@ from clearsight.data.ingest import ingest_pending
 from clearsight.data.profile import profile_dataset
 from clearsight.data.sources import load, load_embedded
 from clearsight.data.splits import HoldoutStore, make_splits
+from clearsight.task import DIGITS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,7 +127,7 @@ def main() -> None:
     # Great Expectations' first validation imports and warms up for seconds: not ingest's cost.
     warm = profile_dataset(base.subset(np.arange(4)), "warm-up")
     warm["split_content_hash"], warm["holdout_leak"] = warm["content_hash"], 0
-    check_contract(warm, DataSettings(), reference, per_image=True)
+    check_contract(warm, DataSettings(), reference, task=DIGITS, per_image=True)
     rows = []
     for count in args.sizes:
         rows.append(run(count, args.images, base, pool))

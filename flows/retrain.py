@@ -11,6 +11,7 @@ Locally it runs on Prefect's ephemeral API; ``PREFECT_API_URL`` points it at a s
 
     uv run clearsight retrain                           # one retrain on the embedded data
     uv run clearsight retrain --source idx --path ~/mnist
+    uv run clearsight retrain --source folder --path ~/parts --height 64 --width 64 --channels 3
 """
 
 from __future__ import annotations
@@ -223,6 +224,10 @@ def retrain(
     epochs: int | None = None,
     seed: int | None = None,
     only_if_new_data: bool = False,
+    image_height: int | None = None,
+    image_width: int | None = None,
+    image_channels: int | None = None,
+    digit_rules: bool | None = None,
 ) -> RetrainSummary | None:
     """Validate the data, train a challenger, promote it if it beats the champion, and then
     build the bento that serves the new champion.
@@ -238,12 +243,24 @@ def retrain(
     deployment): when a finished training run already trained on that version (the champion,
     or a challenger that lost), record "skipped: no new data" and return None without
     training.
+
+    ``image_height``, ``image_width``, ``image_channels`` (1 or 3) and ``digit_rules``: the
+    dataset's shape and whether the MNIST-only steps apply (None: inferred from the data and
+    the source; ``DataSettings``), for a folder of your own images.
     """
     from clearsight.tracking.registry import registry_state
 
     settings = (
         Settings()
-        .override("data", source=source, path=path)
+        .override(
+            "data",
+            source=source,
+            path=path,
+            image_height=image_height,
+            image_width=image_width,
+            image_channels=image_channels,
+            digit_rules=digit_rules,
+        )
         .override("train", epochs=epochs, seed=seed)
     )
     ingest_incoming(settings)
@@ -284,6 +301,10 @@ def run_once(
     epochs: int | None = None,
     seed: int | None = None,
     only_if_new_data: bool = False,
+    image_height: int | None = None,
+    image_width: int | None = None,
+    image_channels: int | None = None,
+    digit_rules: bool | None = None,
 ) -> RetrainSummary | None:
     """One retrain from a command line (``clearsight retrain``, ``make run``); None when
     ``only_if_new_data`` skipped it."""
@@ -300,6 +321,10 @@ def run_once(
                 epochs=epochs,
                 seed=seed,
                 only_if_new_data=only_if_new_data,
+                image_height=image_height,
+                image_width=image_width,
+                image_channels=image_channels,
+                digit_rules=digit_rules,
             )
     except TerminationSignal as err:
         raise Terminated() from err

@@ -7,7 +7,16 @@ from typing import Annotated, Any
 import typer
 
 from clearsight.cli.app import data_app
-from clearsight.cli.options import PathOpt, ResizeOpt, SourceOpt, load_settings
+from clearsight.cli.options import (
+    ChannelsOpt,
+    DigitRulesOpt,
+    HeightOpt,
+    PathOpt,
+    ResizeOpt,
+    SourceOpt,
+    WidthOpt,
+    load_settings,
+)
 from clearsight.cli.output import (
     JsonOpt,
     console,
@@ -24,6 +33,10 @@ def data_describe(
     source: SourceOpt = None,
     path: PathOpt = None,
     folder_resize: ResizeOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    channels: ChannelsOpt = None,
+    digit_rules: DigitRulesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show what a source holds and how it splits (no validation)."""
@@ -31,17 +44,27 @@ def data_describe(
         import numpy as np
 
         from clearsight.data import HoldoutStore, load, make_splits
-        from clearsight.digits import N_CLASSES
+        from clearsight.data.sources import expected_task
 
-        settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        settings = load_settings(
+            source=source,
+            path=path,
+            folder_resize=folder_resize,
+            image_height=height,
+            image_width=width,
+            image_channels=channels,
+            digit_rules=digit_rules,
+        )
         assert settings.holdout_dir is not None
         with step(f"reading the {settings.data.source} source"):
             dataset = load(settings.data)
+            task = expected_task(settings.data, dataset)
             splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
+        n_classes = task.n_classes
         per_split: dict[str, dict[str, Any]] = {  # also printed as JSON
             name: {
                 "images": len(ds),
-                "per_class": np.bincount(ds.labels[ds.labels >= 0], minlength=N_CLASSES).tolist(),
+                "per_class": np.bincount(ds.labels[ds.labels >= 0], minlength=n_classes).tolist(),
                 "sha256": ds.digest,
             }
             for name, ds in splits.items()
@@ -52,6 +75,7 @@ def data_describe(
                     "origin": dataset.origin,
                     "images": len(dataset),
                     "shape": list(dataset.images.shape[1:]),
+                    "task": task.to_metadata(),
                     "dtype": str(dataset.images.dtype),
                     "sha256": dataset.digest,
                     "splits": per_split,
@@ -64,6 +88,9 @@ def data_describe(
             f"{len(dataset)} images, shape {dataset.images.shape[1:]}, "
             f"dtype {dataset.images.dtype}, digest {dataset.digest[:16]}"
         )
+        names = ", ".join(task.class_names)
+        rules = "digit rules on" if task.digit_like else "digit rules off"
+        console.print(f"task: {task.describe()} ({names}); {rules}", markup=False)
         table = new_table("splits", "split", "images", "per class", "sha256")
         for name, row in per_split.items():
             counts = " ".join(map(str, row["per_class"]))
@@ -86,13 +113,25 @@ def data_validate(
             "--no-freeze checks a candidate source and writes no holdout.",
         ),
     ] = True,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    channels: ChannelsOpt = None,
+    digit_rules: DigitRulesOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check a source against the data contract; exit 1 listing failed expectations."""
     with user_errors():
         from clearsight.data.gate import run_data_gate
 
-        settings = load_settings(source=source, path=path, folder_resize=folder_resize)
+        settings = load_settings(
+            source=source,
+            path=path,
+            folder_resize=folder_resize,
+            image_height=height,
+            image_width=width,
+            image_channels=channels,
+            digit_rules=digit_rules,
+        )
         with step("checking the data contract (Great Expectations)"):
             gated = run_data_gate(settings, freeze_holdout=freeze)
         if as_json:
@@ -103,21 +142,41 @@ def data_validate(
 
 
 @data_app.command("reference")
-def data_reference(source: SourceOpt = None, path: PathOpt = None) -> None:
-    """Rewrite the reference profile that drift checks compare against, from a source."""
+def data_reference(
+    source: SourceOpt = None,
+    path: PathOpt = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    channels: ChannelsOpt = None,
+) -> None:
+    """Rewrite the reference profile that drift checks compare against, from a source (the
+    digits' in the contract folder, any other dataset's beside its data versions)."""
     with user_errors():
         import json
 
         from clearsight.data import HoldoutStore, load, make_splits, profile_splits
-        from clearsight.data.contract import build_reference
+        from clearsight.data.contract import build_reference, reference_path
+        from clearsight.data.contract import uses_shipped_reference as digits_reference
+        from clearsight.data.sources import expected_task
 
-        settings = load_settings(source=source, path=path)
+        settings = load_settings(
+            source=source,
+            path=path,
+            image_height=height,
+            image_width=width,
+            image_channels=channels,
+        )
         assert settings.holdout_dir is not None
         with step("profiling the source"):
             dataset = load(settings.data)
+            task = expected_task(settings.data, dataset)
             splits = make_splits(dataset, settings.data, HoldoutStore(settings.holdout_dir))
             reference = build_reference(profile_splits(splits), dataset.origin)
-        target = settings.reference_profile_target
+        if digits_reference(task):
+            target = settings.reference_profile_target
+        else:
+            target = reference_path(settings, task)
+            reference |= {"task": task.to_metadata()}
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(reference, indent=2) + "\n")
         console.print(f"reference profile of {len(dataset)} images written to {target}")

@@ -13,13 +13,17 @@ from clearsight.choices import CHAMPION
 from clearsight.cli.app import app
 from clearsight.cli.options import (
     BackendOpt,
+    ChannelsOpt,
+    DigitRulesOpt,
     EpochsOpt,
+    HeightOpt,
     HostOpt,
     MethodChoice,
     ModelRefOpt,
     PathOpt,
     SeedOpt,
     SourceOpt,
+    WidthOpt,
     load_settings,
     use_backend,
 )
@@ -80,6 +84,10 @@ def retrain(
         Path | None,
         typer.Option("--path", "-p", exists=True, help="File or folder for idx, npz and folder."),
     ] = None,
+    height: HeightOpt = None,
+    width: WidthOpt = None,
+    channels: ChannelsOpt = None,
+    digit_rules: DigitRulesOpt = None,
     epochs: EpochsOpt = None,
     seed: SeedOpt = None,
     only_if_new_data: Annotated[
@@ -93,17 +101,30 @@ def retrain(
     as_json: JsonOpt = False,
 ) -> None:
     """The whole retrain flow (Prefect): ingest incoming batches, validate, train, promote if
-    better, tell the service."""
+    better, tell the service. ``--source folder --path DIR``: your own images, one subfolder
+    per class (README "Your own images")."""
     with user_errors():
-        settings = load_settings(source=source, path=path)  # checks the options up front
+        settings = load_settings(  # checks the options up front
+            source=source,
+            path=path,
+            image_height=height,
+            image_width=width,
+            image_channels=channels,
+            digit_rules=digit_rules,
+        )
         from flows.retrain import run_once  # the composition root: the CLI drives the flow
 
+        data = settings.data
         summary = run_once(
-            source=settings.data.source,
-            path=str(settings.data.path) if settings.data.path else None,
+            source=data.source,
+            path=str(data.path) if data.path else None,
             epochs=epochs,
             seed=seed,
             only_if_new_data=only_if_new_data,
+            image_height=data.image_height,
+            image_width=data.image_width,
+            image_channels=data.image_channels,
+            digit_rules=data.digit_rules,
         )
         if summary is None:
             if as_json:

@@ -29,6 +29,25 @@ PathOpt = Annotated[
 ResizeOpt = Annotated[
     ResizePolicy | None, typer.Option(help="Folder images not 28x28: fit, stretch or reject.")
 ]
+HeightOpt = Annotated[
+    int | None, typer.Option("--height", min=1, help="Image height; default: the most common.")
+]
+WidthOpt = Annotated[
+    int | None, typer.Option("--width", min=1, help="Image width; default: the most common.")
+]
+ChannelsOpt = Annotated[
+    int | None,
+    typer.Option("--channels", min=1, max=3, help="1 (grey) or 3 (colour); default: most common."),
+]
+DigitRulesOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--digit-rules/--no-digit-rules",
+        help="MNIST-only steps (polarity rule, crop-and-centre); default: on for the digit "
+        "sources (embedded, idx, keras), off for folder and npz.",
+        show_default=False,
+    ),
+]
 BackendOpt = Annotated[Backend | None, typer.Option(help="Keras backend.")]
 ModelRefOpt = Annotated[
     str, typer.Option("--model", help="Registry alias (champion, challenger) or version number.")

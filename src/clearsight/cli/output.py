@@ -90,6 +90,8 @@ def print_report(report: ValidationReport) -> None:
         short = o.expectation.removeprefix("expect_column_")
         table.add_row(mark, short, o.column, o.description, o.observed)
     console.print(table)
+    for note in report.extra.get("notes", []):
+        console.print(f"note: {note}", markup=False)
     if report.json_path:
         console.print(f"report: {report.json_path}")
     if report.docs_path:
