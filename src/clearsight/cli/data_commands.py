@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -275,3 +276,29 @@ def data_reject(batch: BatchArg, by: ByOpt = None) -> None:
         from clearsight.data.review import reject
 
         console.print(reject(load_settings(), batch, by), highlight=False)
+
+
+@data_app.command("export")
+def data_export(
+    folder: Annotated[Path, typer.Argument(help="A new (or empty) folder to write into.")],
+    words: Annotated[
+        bool, typer.Option("--words/--digits", help="Name the class folders zero..nine.")
+    ] = True,
+    size: Annotated[
+        int | None, typer.Option(min=1, help="Resize every image to SIZE x SIZE.")
+    ] = None,
+) -> None:
+    """Write the embedded digits as a class-folder tree (one subfolder per class, PNG files):
+    the layout `--source folder` reads, to try it with data you already have."""
+    with user_errors():
+        from clearsight.data.class_folders import DIGIT_WORDS, write_class_folders
+        from clearsight.data.sources import load_embedded
+
+        with step("writing PNG files"):
+            counts = write_class_folders(
+                load_embedded(), folder, DIGIT_WORDS if words else None, size
+            )
+        console.print(
+            f"{sum(counts.values())} images in {len(counts)} class folders under {folder}",
+            markup=False,
+        )
