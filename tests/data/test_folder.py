@@ -209,3 +209,27 @@ def test_colour_feedback_batch(tmp_path: Path, shapes: Dataset) -> None:
         write_feedback_batch(tmp_path, shapes.images[:2], [0, 2])
     with pytest.raises(DataSourceError, match="one label in 0-2 per image"):
         write_feedback_batch(tmp_path, shapes.images[:2], [0, 3], task=task)
+
+
+def test_colour_batches_join_their_dataset(
+    settings: Settings, tmp_path: Path, shapes: Dataset
+) -> None:
+    from clearsight.data.ingest import ingest_pending
+    from clearsight.data.versions import newest
+
+    write_class_folders(shapes, tmp_path / "shapes")
+    settings.data = _folder_settings(tmp_path / "shapes")
+    gated = run_data_gate(settings)
+    assert settings.incoming_dir is not None
+    fresh = colour_shapes(4, size=32, seed=11)
+    write_feedback_batch(settings.incoming_dir, fresh.images, fresh.labels, task=gated.task)
+    other = colour_shapes(4, size=32, seed=12)
+    triangles = other.subset(np.flatnonzero(other.labels == 2))
+    write_class_folders(triangles, settings.incoming_dir / "more-triangles", SHAPES)
+    result = ingest_pending(settings)
+    assert [o.accepted for o in result.outcomes] == [True, True], result.to_markdown()
+    base = load(settings.data)
+    latest = newest(settings, base, record=False)
+    assert latest is not None and latest.version.class_names == SHAPES
+    assert latest.dataset.class_names == SHAPES and len(latest.dataset) == 60 + 12 + 4
+    assert (latest.dataset.labels[-4:] == 2).all()  # the folder batch, labelled by its names

@@ -1,7 +1,7 @@
 """New data dropped into ``data/incoming/`` and the ledger of what was already seen.
 
 Each top-level entry of the folder is one batch, a complete data set in any supported form: an
-``.npz`` file, a folder of IDX files, or a ``<label>/*.png`` tree. A polling flow asks for
+``.npz`` file, a folder of IDX files, or a ``<class>/*.png`` tree. A polling flow asks for
 ``new_batches``, ``claim``s each one and retrains on it; the ledger (``.ledger.json`` beside the
 batches) records the outcome, so a bad batch is reported once, not retried forever.
 
@@ -57,7 +57,10 @@ def detect_source(path: Path) -> SourceName | None:
         return None
     if any(path.glob("*images*idx3-ubyte*")):
         return "idx"
-    if any(p.is_dir() and p.name.isdigit() for p in path.iterdir()):
+    from clearsight.data.folder import IMAGE_SUFFIXES
+
+    class_dirs = (p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if any(f.suffix.lower() in IMAGE_SUFFIXES for d in class_dirs for f in d.rglob("*")):
         return "folder"
     return None
 
