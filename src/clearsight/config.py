@@ -49,9 +49,10 @@ class DataSettings(BaseModel):
     folder_resize: ResizePolicy = Field(
         default="fit",
         description=(
-            "Folder images that are not 28x28: 'fit' scales the longer side to 20 px and "
-            "centres the digit on a 28x28 canvas (how MNIST was made), 'stretch' resizes to "
-            "28x28 ignoring aspect, 'reject' keeps the original size so the contract fails."
+            "With digit rules, folder images that are not 28x28: 'fit' scales the longer side "
+            "to 20 px and centres the digit on a 28x28 canvas (how MNIST was made), 'stretch' "
+            "resizes to 28x28 ignoring aspect, 'reject' keeps the original size so the contract "
+            "fails. Without digit rules, images are resized (bilinear) to the dataset's size."
         ),
     )
     image_height: int | None = Field(

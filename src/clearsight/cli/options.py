@@ -27,7 +27,8 @@ PathOpt = Annotated[
     Path | None, typer.Option("--path", "-p", help="File or folder for idx, npz and folder.")
 ]
 ResizeOpt = Annotated[
-    ResizePolicy | None, typer.Option(help="Folder images not 28x28: fit, stretch or reject.")
+    ResizePolicy | None,
+    typer.Option(help="Digit-rule folder images not 28x28: fit, stretch or reject."),
 ]
 HeightOpt = Annotated[
     int | None, typer.Option("--height", min=1, help="Image height; default: the most common.")
