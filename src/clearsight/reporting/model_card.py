@@ -77,8 +77,8 @@ def use_sections(task: ImageTask) -> list[str]:
     return [
         "## Intended use",
         f"Classifies {task.height}x{task.width} {'grey' if task.channels == 1 else 'colour'} "
-        f"images into {task.n_classes} classes ({', '.join(task.class_names)}), like the "
-        "images it was trained on, with per-pixel explanations of each decision.",
+        f"images like the ones it was trained on into its {task.n_classes} classes (under "
+        "Task), with per-pixel explanations of each decision.",
         "",
         "## Not intended for",
         "Images unlike the training data (other sources, sizes or classes: an image is always "
