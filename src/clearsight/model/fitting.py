@@ -9,9 +9,10 @@ the trained model itself has no augmentation layers.
 The model is built for the task (``ImageTask``: shape and classes) the data was gated for;
 data of another shape is refused with one line before anything is built. Augmentation is on by
 default only for digit-like data, whose background is black (the fill of shifted-in pixels);
-other data is filled by reflection when a user switches it on. On synthetic 32x32 colour
-shapes the digits' augmentation cost holdout accuracy (0.94 without, 0.74 with): which changes
-keep a class is the dataset's to say, so it is not guessed.
+other data is filled by reflection when a user switches it on. Which changes keep a class is
+the dataset's to say (a turned 6 is a 9; a shifted part may be a defect), so it is not guessed;
+an earlier measurement on synthetic 32x32 colour shapes (``data.class_folders``) also saw the
+digits' augmentation lower holdout accuracy (about 0.94 without, 0.74 with).
 """
 
 from __future__ import annotations
