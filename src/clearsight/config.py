@@ -128,7 +128,12 @@ class TrainSettings(BaseModel):
     batch_size: int = Field(default=256, ge=1)
     learning_rate: float = Field(default=5e-3, gt=0.0)
     patience: int = Field(default=8, ge=1, description="Early stopping on validation loss.")
-    augment: bool = Field(default=True, description="Light random shifts and rotations.")
+    augment: bool | None = Field(
+        default=None,
+        description="Light random shifts and rotations. None: on for digit-like data (a "
+        "shifted, slightly turned digit is the same digit), off otherwise (which changes keep "
+        "a class is the dataset's to say).",
+    )
     seed: int = 42
     deterministic: bool = Field(
         default=True, description="Deterministic kernels where the backend offers them (CPU)."

@@ -6,6 +6,11 @@ recall falls below the floor, its single-image p95 latency and size stay within 
 its integrated gradients stay complete and beat a random deletion order on the holdout panel.
 The first model bootstraps (only the relative check is skipped). ``decide`` returns every
 check with its numbers; ``tracking.registry`` moves the aliases and records the decision.
+
+Models trained for different tasks (image shape or class names) are never compared: a
+champion for 28x28 digits cannot be scored on a holdout of 32x32 colour shapes, and accuracy
+on different classes says nothing about which model is better. ``refuse_other_task`` keeps the
+champion with that reason instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import keras
 from clearsight.choices import INTEGRATED_GRADIENTS
 from clearsight.config import PromotionSettings
 from clearsight.data import Dataset
-from clearsight.digits import to_model_input
 from clearsight.model.evaluation import (
     Evaluation,
     evaluate,
@@ -33,6 +37,7 @@ from clearsight.quality_metrics import (
     QualityMetrics,
     deletion_auc,
 )
+from clearsight.task import ImageTask, to_model_input
 
 IG = INTEGRATED_GRADIENTS
 
@@ -222,6 +227,46 @@ def decide(
         checks=checks,
         challenger_metrics=challenger.metrics(),
         champion_metrics=champion.metrics() if champion else {},
+    )
+
+
+def same_task(a: ImageTask, b: ImageTask) -> bool:
+    """Comparable on one holdout: the same input shape and the same classes in the same order.
+    (The digit rules are a data setting; they do not change what the model takes or answers.)
+    """
+    return a.input_shape == b.input_shape and a.class_names == b.class_names
+
+
+def task_summary(task: ImageTask) -> str:
+    """'28x28 grey, 10 classes: 0, 1, ...' (the first few names; enough to tell tasks apart)."""
+    names = ", ".join(task.class_names[:5]) + (", ..." if task.n_classes > 5 else "")
+    return f"{task.describe()}: {names}"
+
+
+def refuse_other_task(
+    challenger: Candidate,
+    challenger_task: ImageTask,
+    champion_version: str,
+    champion_task: ImageTask,
+    model: str,
+) -> Decision:
+    """Keep the champion without comparing: the two models were trained for different tasks.
+
+    The challenger's own numbers are kept for the record (it was scored on its own holdout);
+    the champion is not scored at all (its input shape may not even fit that holdout).
+    """
+    detail = f"challenger {task_summary(challenger_task)}; champion {task_summary(champion_task)}"
+    return Decision(
+        model=model,
+        challenger_version=challenger.version,
+        champion_version=champion_version,
+        promoted=False,
+        reason=(
+            f"Kept the champion, not compared: trained for a different task ({detail}). "
+            "Register models of another dataset under their own name (tracking.registered_model)."
+        ),
+        checks=[Check("same task", False, None, None, detail)],
+        challenger_metrics=challenger.metrics(),
     )
 
 

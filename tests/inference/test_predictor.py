@@ -103,7 +103,7 @@ class FakeMonitor:
 @pytest.fixture(scope="module")
 def model() -> keras.Model:
     keras.utils.set_random_seed(0)
-    return build_cnn(Architecture(conv1_filters=4, conv2_filters=4), name="tiny")
+    return build_cnn(arch=Architecture(conv1_filters=4, conv2_filters=4), name="tiny")
 
 
 @pytest.fixture(scope="module")

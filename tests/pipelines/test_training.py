@@ -21,6 +21,7 @@ from tests.conftest import REPO
 
 EXPECTED_ARTIFACTS = {
     "data/validation.json",
+    "task.json",  # the task: image shape, channels, class names
     "monitoring/reference.npz",  # the drift monitor's training reference
     "evaluation/confusion_matrix.png",
     "evaluation/misclassified.png",
@@ -86,6 +87,8 @@ def test_run_logs_params_metrics_tags_inputs_and_artifacts(trained) -> None:
     ):
         assert key in params, key
     assert params["train.epochs"] == "2"
+    assert params["image_shape"] == "28x28x1" and params["n_classes"] == "10"
+    assert run.data.tags["task"] == "28x28 grey, 10 classes"
     for key in (
         "holdout_accuracy",
         "holdout_macro_f1",

@@ -74,7 +74,11 @@ def train(
         )
         console.print(f"model {run.registered_model} version {run.version} ({run.model_uri})")
         console.print(f"tracking store: {run.tracking_uri}")
-        console.print(f"open it: [bold]clearsight ui[/bold], then run {run.run_id}")
+        from clearsight.mlflow_links import mlflow_ui_link, ui_base
+
+        link = mlflow_ui_link(ui_base(run.tracking_uri), run.experiment_id, run.run_id)
+        local = not run.tracking_uri.startswith(("http://", "https://"))
+        console.print(f"open it: {link}" + (" (after [bold]clearsight ui[/bold])" if local else ""))
 
 
 @app.command()
@@ -145,17 +149,19 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the local tracking store (loopback only by default)."""
     with user_errors():
-        from clearsight.tracking.store import tracking_uri
+        from clearsight.mlflow_links import mlflow_ui_link
+        from clearsight.tracking.store import configure, tracking_uri
 
         settings = load_settings()
         uri = tracking_uri(settings)
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # The experiment exists and is tagged as model training before the UI first shows it.
+        experiment_id = configure(settings)
         # One worker and no job runners: ready in about 15 s instead of 35 s.
         os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
         command += ["--host", host, "--port", str(port), "--workers", "1"]
-        console.print(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it")
+        link = mlflow_ui_link(f"http://{host}:{port}", experiment_id)
+        console.print(f"MLflow UI on {link} (store {uri}); Ctrl-C stops it")
         os.execv(sys.executable, command)
 
 

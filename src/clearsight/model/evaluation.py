@@ -13,15 +13,28 @@ import keras
 import numpy as np
 from sklearn import metrics as skm
 
-from clearsight.digits import N_CLASSES, to_model_input
+from clearsight.task import to_model_input
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Holdout metrics plus the per-image outcomes paired comparisons need."""
+    """Holdout metrics plus the per-image outcomes paired comparisons need.
+
+    The number of classes is read from the probabilities (the model's output), never from a
+    constant: the same code scores the digits and any other dataset.
+    """
 
     labels: np.ndarray
-    probabilities: np.ndarray
+    probabilities: np.ndarray  # (N, n_classes): the model's output decides how many classes
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.probabilities.shape[1])
+
+    @property
+    def classes(self) -> range:
+        """Every class index, present in the holdout or not (fixed-width metric tables)."""
+        return range(self.n_classes)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -43,7 +56,7 @@ class Evaluation:
 
     @property
     def log_loss(self) -> float:
-        return float(skm.log_loss(self.labels, self.probabilities, labels=range(N_CLASSES)))
+        return float(skm.log_loss(self.labels, self.probabilities, labels=self.classes))
 
     @property
     def per_class_recall(self) -> np.ndarray:
@@ -51,7 +64,7 @@ class Evaluation:
             skm.recall_score(
                 self.labels,
                 self.predictions,
-                labels=range(N_CLASSES),
+                labels=self.classes,
                 average=None,
                 zero_division=0,
             )
@@ -63,7 +76,7 @@ class Evaluation:
             skm.precision_score(
                 self.labels,
                 self.predictions,
-                labels=range(N_CLASSES),
+                labels=self.classes,
                 average=None,
                 zero_division=0,
             )
@@ -71,9 +84,7 @@ class Evaluation:
 
     @property
     def confusion(self) -> np.ndarray:
-        return np.asarray(
-            skm.confusion_matrix(self.labels, self.predictions, labels=range(N_CLASSES))
-        )
+        return np.asarray(skm.confusion_matrix(self.labels, self.predictions, labels=self.classes))
 
     def metrics(self, prefix: str = "holdout_") -> dict[str, float]:
         """Flat metric names for MLflow: accuracy, macro F1, log-loss, recall per class."""

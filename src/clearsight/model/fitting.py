@@ -5,6 +5,14 @@ batches, with several steps per compiled execution where the backend supports it
 model the per-step Python overhead, not the maths, is what costs time. Light augmentation
 (random shifts and small rotations) runs inside the compiled step through a wrapper model, so
 the trained model itself has no augmentation layers.
+
+The model is built for the task (``ImageTask``: shape and classes) the data was gated for;
+data of another shape is refused with one line before anything is built. Augmentation is on by
+default only for digit-like data, whose background is black (the fill of shifted-in pixels);
+other data is filled by reflection when a user switches it on. Which changes keep a class is
+the dataset's to say (a turned 6 is a 9; a shifted part may be a defect), so it is not guessed;
+an earlier measurement on synthetic 32x32 colour shapes (``data.class_folders``) also saw the
+digits' augmentation lower holdout accuracy (about 0.94 without, 0.74 with).
 """
 
 from __future__ import annotations
@@ -20,10 +28,10 @@ import keras
 import numpy as np
 
 from clearsight.config import TrainSettings
-from clearsight.digits import INPUT_SHAPE, to_model_input
-from clearsight.errors import TrainingError
+from clearsight.errors import DataSourceError, TrainingError
 from clearsight.model.cnn import Architecture, build_cnn
 from clearsight.model.devices import DeviceInfo, data_parallel, detect_device, distribution_name
+from clearsight.task import DIGITS, ImageTask, to_model_input
 
 
 @dataclass
@@ -121,23 +129,33 @@ def bf16_helps(device: DeviceInfo) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def float32_copy(model: keras.Model, arch: Architecture) -> keras.Model:
+def float32_copy(model: keras.Model, arch: Architecture, task: ImageTask = DIGITS) -> keras.Model:
     """The same weights in a float32 model: explanations need float32 gradients.
 
     Mixed precision keeps float32 master weights, so nothing is lost; bfloat16 activations
     would otherwise break the completeness of integrated gradients (3 significant digits).
     """
-    copy = build_cnn(arch)
+    copy = build_cnn(task, arch)
     copy.set_weights(model.get_weights())
     return copy
 
 
-def augmenter(seed: int) -> keras.Sequential:
-    """Small shifts (10 %) and rotations (about 9 degrees): digits stay digits."""
+def augments(settings: TrainSettings, task: ImageTask) -> bool:
+    """The setting when given; by default only digit-like data is augmented."""
+    return task.digit_like if settings.augment is None else settings.augment
+
+
+def augmenter(seed: int, digit_like: bool = True) -> keras.Sequential:
+    """Small shifts (10 %) and rotations (about 9 degrees): digits stay digits.
+
+    Shifted-in pixels are black for digit-like data (its background) and a reflection of the
+    image otherwise, so no border appears that the data never has.
+    """
+    fill = "constant" if digit_like else "reflect"
     return keras.Sequential(
         [
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
-            keras.layers.RandomRotation(0.025, fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode=fill, seed=seed),
+            keras.layers.RandomRotation(0.025, fill_mode=fill, seed=seed + 1),
         ],
         name="augment",
     )
@@ -151,8 +169,13 @@ def train(
     settings: TrainSettings,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    task: ImageTask = DIGITS,
 ) -> TrainResult:
-    """Build and fit the CNN on uint8 pixels; returns the model with the best val loss."""
+    """Build the CNN for ``task`` and fit it on uint8 pixels; returns the model with the best
+    validation loss. Pixels of another shape, or labels outside the task's classes, are a
+    one-line ``DataSourceError``."""
+    check_data(train_pixels, train_labels, task, "training")
+    check_data(val_pixels, val_labels, task, "validation")
     seed_everything(settings)
     device = detect_device()
     params = resolve_fit_params(settings, device, len(train_labels))
@@ -170,6 +193,26 @@ def train(
             device,
             callbacks,
             verbose,
+            task,
+        )
+
+
+def check_data(pixels: np.ndarray, labels: np.ndarray, task: ImageTask, split: str) -> None:
+    """The data must be what the task says: its stored image shape and class indices."""
+    shape = tuple(pixels.shape[1:])
+    if shape != task.stored_shape and shape != task.input_shape:
+        size = "x".join(str(d) for d in shape) or "scalar"
+        raise DataSourceError(
+            f"{split} images are {size} but the model is for {task.describe()} "
+            f"({'x'.join(str(d) for d in task.input_shape)}); resize the data or set "
+            "data.image_height/image_width/image_channels"
+        )
+    if len(labels) != len(pixels):
+        raise DataSourceError(f"{split} has {len(pixels)} images but {len(labels)} labels")
+    if len(labels) and (int(np.min(labels)) < 0 or int(np.max(labels)) >= task.n_classes):
+        raise DataSourceError(
+            f"{split} labels must be class indices 0-{task.n_classes - 1} "
+            f"({task.describe()}), got {int(np.min(labels))}-{int(np.max(labels))}"
         )
 
 
@@ -183,19 +226,22 @@ def _fit(
     device: DeviceInfo,
     callbacks: Sequence[keras.callbacks.Callback],
     verbose: int | str,
+    task: ImageTask,
 ) -> TrainResult:
     """Build, compile and fit inside whatever distribution scope ``train`` opened: variables
     created here are laid out (replicated) on the mesh and every batch is sharded over it."""
     arch = architecture(settings)
     keras.mixed_precision.set_dtype_policy(params["dtype_policy"])
     try:
-        model = build_cnn(arch)
+        model = build_cnn(task, arch)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     trainer = model
-    if settings.augment:
+    params["augment"] = augments(settings, task)
+    if params["augment"]:
         trainer = keras.Sequential(
-            [keras.Input(INPUT_SHAPE), augmenter(settings.seed), model], name="trainer"
+            [keras.Input(task.input_shape), augmenter(settings.seed, task.digit_like), model],
+            name="trainer",
         )
     # Cosine decay to 5 % of the start rate over the planned epochs: the last epochs refine.
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -228,5 +274,5 @@ def _fit(
         )
     params["best_epoch"] = int(np.argmin(history.history["val_loss"])) + 1
     if params["dtype_policy"] != "float32":
-        model = float32_copy(model, arch)
+        model = float32_copy(model, arch, task)
     return TrainResult(model, history.history, timer.seconds, device, params)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from clearsight.config import Settings
 from clearsight.data import Dataset, holdout_panel
-from clearsight.promotion import Candidate, Decision, decide, score
+from clearsight.promotion import Candidate, Decision, decide, refuse_other_task, same_task, score
 from clearsight.tracking.registry import registry_session
 
 
@@ -23,7 +23,8 @@ def evaluate_and_promote(
     check_explanations: bool = True,
 ) -> Decision:
     """Score challenger (the newest version unless named) and champion, decide, move aliases,
-    record the decision; returns it with every check and the numbers it was decided on."""
+    record the decision; returns it with every check and the numbers it was decided on. A
+    champion trained for another task (shape or classes) is kept without being compared."""
     panel = holdout_panel(holdout, settings.explain.panel_size) if check_explanations else None
     with registry_session(settings) as registry:
         version = challenger_version or registry.latest()
@@ -33,9 +34,17 @@ def evaluate_and_promote(
         registry.mark_challenger(version)
         challenger = score(candidate, version, holdout, panel)
         champion: Candidate | None = None
+        decision: Decision | None = None
         if champion_version and champion_version != version:
-            champion = score(registry.load(champion_version), champion_version, holdout, panel)
-        decision = decide(challenger, champion, settings.promotion, registry.name)
+            ours, theirs = registry.task(version), registry.task(champion_version)
+            if not same_task(ours, theirs):
+                decision = refuse_other_task(
+                    challenger, ours, champion_version, theirs, registry.name
+                )
+            else:
+                champion = score(registry.load(champion_version), champion_version, holdout, panel)
+        if decision is None:
+            decision = decide(challenger, champion, settings.promotion, registry.name)
         if decision.promoted:
             registry.crown(version)
         registry.record(decision)

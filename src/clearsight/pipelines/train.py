@@ -20,7 +20,6 @@ from pathlib import Path
 from clearsight.config import Settings
 from clearsight.data import holdout_panel
 from clearsight.data.gate import GatedData
-from clearsight.digits import to_model_input
 from clearsight.model.evaluation import evaluate
 from clearsight.model.fitting import train
 from clearsight.monitoring.reference import write_reference
@@ -31,6 +30,7 @@ from clearsight.reporting.run_artifacts import (
     write_evaluation_artifacts,
     write_explanation_artifacts,
 )
+from clearsight.task import DIGITS, ImageTask, to_model_input
 from clearsight.tracking import run as tracking
 
 Stage = Callable[[str], AbstractContextManager[object]]
@@ -70,6 +70,9 @@ def train_and_assess(
     of this run is deleted again (``tracking.run.training_run``).
     """
     splits = gated.splits
+    # The task the gate decided for this data (its shape and class names); data from before
+    # the gate knew tasks is the digits'.
+    task: ImageTask = getattr(gated, "task", DIGITS)
     with tracking.training_run(settings, gated) as run, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tracking.log_data(gated)
@@ -84,9 +87,10 @@ def train_and_assess(
             settings.train,
             callbacks=[tracking.EpochMetricsLogger()],
             verbose=verbose,
+            task=task,
         )
-        params = tracking.run_params(settings, gated, result.fit_params)
-        tags = tracking.run_tags(settings, gated, result)
+        params = tracking.run_params(settings, gated, result.fit_params, task)
+        tags = tracking.run_tags(settings, gated, result, task)
         tracking.log_setup(params, tags)
         holdout_pixels = splits.holdout.pixels()
         with stage("evaluating on the frozen holdout"):
@@ -101,7 +105,7 @@ def train_and_assess(
         }
         with stage("drawing the evaluation figures"):
             write_evaluation_artifacts(
-                result.model, evaluation, result.history, holdout_pixels, folder
+                result.model, evaluation, result.history, holdout_pixels, folder, task
             )
             panel = holdout_panel(splits.holdout, settings.explain.panel_size)
             write_acceptance_panel(result.model, panel, folder)
@@ -113,7 +117,7 @@ def train_and_assess(
             metrics |= quality.flat()
         with stage("logging the run to MLflow"):
             description = tracking.run_description(gated, metrics, result.epochs_run)
-            model_uri = tracking.log_outcome(folder, metrics, description, result.model)
+            model_uri = tracking.log_outcome(folder, metrics, description, result.model, task)
         example = {"inputs": to_model_input(holdout_pixels[:1]).round(4).tolist()}
         tracking.log_json(example, "model_input_example.json")
         card = render_model_card(
@@ -124,9 +128,10 @@ def train_and_assess(
             params=params,
             tags=tags,
             explanation_quality=quality,
+            task=task,
         )
         tracking.log_text(card, "model_card.md")
-        version = tracking.register_version(model_uri, run.registered_model)
+        version = tracking.register_version(model_uri, run.registered_model, task)
     return TrainingRun(
         run_id=run.run_id,
         experiment_id=run.experiment_id,

@@ -6,30 +6,46 @@ backend, safe in worker threads and servers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import numpy as np
 from matplotlib.figure import Figure
 
-from clearsight.digits import CLASS_NAMES, N_CLASSES
 from clearsight.model.evaluation import Evaluation
 
 
-def confusion_matrix_figure(evaluation: Evaluation) -> Figure:
+def names_for(evaluation: Evaluation, class_names: Sequence[str] | None) -> list[str]:
+    """The class names to print, one per model output (indices when none are given)."""
+    if class_names is None:
+        return [str(c) for c in evaluation.classes]
+    if len(class_names) != evaluation.n_classes:
+        raise ValueError(f"{len(class_names)} class names for {evaluation.n_classes} outputs")
+    return list(class_names)
+
+
+def confusion_matrix_figure(
+    evaluation: Evaluation, class_names: Sequence[str] | None = None
+) -> Figure:
     """Counts with row-normalised colour, so rare mistakes stay visible."""
     cm = evaluation.confusion
     share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig = Figure(figsize=(6.4, 5.6), layout="constrained")
+    names = names_for(evaluation, class_names)
+    n = len(names)
+    side = min(16.0, max(5.6, 0.45 * n))  # 10 digits keep the old size; many classes grow it
+    fig = Figure(figsize=(side + 0.8, side), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (row, col), count in np.ndenumerate(cm):
         if count:
             color = "white" if share[row, col] > 0.5 else "black"
             ax.text(col, row, str(count), ha="center", va="center", fontsize=8, color=color)
+    ax.tick_params(axis="x", labelrotation=90 if max(map(len, names)) > 3 else 0)
     ax.set(
-        xticks=range(N_CLASSES),
-        yticks=range(N_CLASSES),
-        xticklabels=CLASS_NAMES,
-        yticklabels=CLASS_NAMES,
+        xticks=range(n),
+        yticks=range(n),
+        xticklabels=names,
+        yticklabels=names,
         xlabel="predicted",
         ylabel="true",
         title=f"Holdout confusion matrix (accuracy {evaluation.accuracy:.2%})",
@@ -54,9 +70,14 @@ def learning_curves_figure(history: dict[str, list[float]]) -> Figure:
 
 
 def misclassified_gallery(
-    pixels: np.ndarray, evaluation: Evaluation, max_images: int = 36
+    pixels: np.ndarray,
+    evaluation: Evaluation,
+    max_images: int = 36,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
-    """The holdout digits the model got wrong, most confident mistakes first."""
+    """The holdout images the model got wrong, most confident mistakes first (grey images in
+    grey, colour images in their colours)."""
+    names = names_for(evaluation, class_names)
     wrong = np.flatnonzero(~evaluation.correct)
     confidence = evaluation.probabilities[wrong, evaluation.predictions[wrong]]
     wrong = wrong[np.argsort(-confidence)][:max_images]
@@ -67,12 +88,11 @@ def misclassified_gallery(
     for ax in axes:
         ax.axis("off")
     for ax, i in zip(axes, wrong, strict=False):
-        ax.imshow(pixels[i], cmap="gray")
+        ax.imshow(pixels[i], cmap="gray" if pixels[i].ndim == 2 else None)
         p = evaluation.probabilities[i, evaluation.predictions[i]]
-        ax.set_title(
-            f"true {evaluation.labels[i]} -> {evaluation.predictions[i]} ({p:.0%})", fontsize=8
-        )
-    fig.suptitle(f"Misclassified holdout digits ({(~evaluation.correct).sum()} in all)")
+        true, predicted = names[evaluation.labels[i]], names[evaluation.predictions[i]]
+        ax.set_title(f"true {true} -> {predicted} ({p:.0%})", fontsize=8)
+    fig.suptitle(f"Misclassified holdout images ({(~evaluation.correct).sum()} in all)")
     return fig
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from clearsight.choices import INTEGRATED_GRADIENTS
+from clearsight.mlflow_links import mlflow_ui_link, ui_base
 from clearsight.quality_metrics import COMPLETENESS_GAP_MEDIAN, metric_name
 
 if TYPE_CHECKING:
@@ -89,11 +90,12 @@ class RetrainSummary:
         return asdict(self)
 
     def run_link(self) -> str:
-        """A clickable link for a server store; for SQLite, how to open the UI."""
-        if self.tracking_uri.startswith("http"):
-            base = self.tracking_uri.rstrip("/")
-            return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
-        return f"`clearsight ui` then experiment {self.experiment_id}, run `{self.run_id}`"
+        """A link to the run in the MLflow UI's model-training view; for a local store, the
+        address ``clearsight ui`` serves it at."""
+        link = mlflow_ui_link(ui_base(self.tracking_uri), self.experiment_id, self.run_id)
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return link
+        return f"{link} (after `clearsight ui`)"
 
     def to_markdown(self) -> str:
         verdict = "promoted to **champion**" if self.promoted else "**not promoted**"

@@ -5,7 +5,8 @@ as the run's artifacts, so the MLflow UI shows run against run:
 
     evaluation/confusion_matrix.png       holdout counts, row-normalised colour
     evaluation/misclassified.png          the most confident mistakes
-    evaluation/per_class_metrics.csv      precision, recall and support per class
+    evaluation/per_class_metrics.csv      precision, recall and support per class (by name)
+    task.json                             the task: image shape, channels, class names
     training/learning_curves.png          loss and accuracy per epoch
     model/filters_<layer>.png             the conv kernels
     activations/activations_<layer>.png   every conv and pool layer, panel rows x channels
@@ -22,6 +23,8 @@ digits in every run and in every promotion.
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import keras
@@ -29,7 +32,6 @@ import numpy as np
 
 from clearsight.choices import QUALITY_METHODS
 from clearsight.data import Dataset
-from clearsight.digits import to_model_input
 from clearsight.explain import activations, explain, shap_attribution
 from clearsight.explain.quality import quality_report
 from clearsight.explain.render import (
@@ -42,6 +44,9 @@ from clearsight.inference import acceptance
 from clearsight.model.evaluation import Evaluation, predict_probabilities
 from clearsight.quality_metrics import QualityMetrics
 from clearsight.reporting import figures
+from clearsight.task import DIGITS, ImageTask, to_model_input
+
+TASK_ARTIFACT = "task.json"
 
 ACTIVATION_LAYERS = ("conv1", "pool1", "conv2", "pool2")
 FILTER_LAYERS = ("conv1", "conv2")
@@ -53,25 +58,38 @@ def write_evaluation_artifacts(
     history: dict[str, list[float]],
     holdout_pixels: np.ndarray,
     out_dir: Path,
+    task: ImageTask = DIGITS,
 ) -> None:
-    """Confusion matrix, mistakes, per-class table, learning curves and filters."""
+    """Confusion matrix, mistakes, per-class table, learning curves and filters, with the
+    task's class names, and the task itself (``task.json``)."""
+    names = figures.names_for(evaluation, task.class_names)
+    write_task(task, out_dir)
     figure_png(
-        figures.confusion_matrix_figure(evaluation), out_dir / "evaluation/confusion_matrix.png"
+        figures.confusion_matrix_figure(evaluation, names),
+        out_dir / "evaluation/confusion_matrix.png",
     )
     figure_png(
-        figures.misclassified_gallery(holdout_pixels, evaluation),
+        figures.misclassified_gallery(holdout_pixels, evaluation, class_names=names),
         out_dir / "evaluation/misclassified.png",
     )
     figure_png(figures.learning_curves_figure(history), out_dir / "training/learning_curves.png")
     for layer in FILTER_LAYERS:
         figure_png(figures.filter_grid(model, layer), out_dir / f"model/filters_{layer}.png")
-    rows = ["class,precision,recall,support"]
     support = evaluation.confusion.sum(axis=1)
-    for c, (p, r) in enumerate(
-        zip(evaluation.per_class_precision, evaluation.per_class_recall, strict=True)
-    ):
-        rows.append(f"{c},{p:.4f},{r:.4f},{support[c]}")
-    (out_dir / "evaluation/per_class_metrics.csv").write_text("\n".join(rows) + "\n")
+    # csv quotes a class name with a comma in it; the index keeps rows joinable to metrics.
+    with (out_dir / "evaluation/per_class_metrics.csv").open("w", newline="") as table:
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(["class", "name", "precision", "recall", "support"])
+        for c, (p, r) in enumerate(
+            zip(evaluation.per_class_precision, evaluation.per_class_recall, strict=True)
+        ):
+            writer.writerow([c, names[c], f"{p:.4f}", f"{r:.4f}", int(support[c])])
+
+
+def write_task(task: ImageTask, out_dir: Path) -> None:
+    """``task.json``: what the run's model takes and answers, readable without loading it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / TASK_ARTIFACT).write_text(json.dumps(task.to_metadata(), indent=2) + "\n")
 
 
 def write_acceptance_panel(model: keras.Model, panel: Dataset, out_dir: Path) -> None:
@@ -111,7 +129,8 @@ def write_explanation_artifacts(
 
     attributions = [explain(model, x, method) for method in QUALITY_METHODS]
     predicted = attributions[0].targets
-    titles = [f"true {t}, pred {p}" for t, p in zip(labels, predicted, strict=True)]
+    names = panel.class_names or DIGITS.class_names
+    titles = [f"true {names[t]}, pred {names[p]}" for t, p in zip(labels, predicted, strict=True)]
     figure_png(panel_figure(x, attributions, labels=titles), out_dir / "explanations/panel.png")
 
     rng = np.random.default_rng(0)

@@ -78,6 +78,17 @@ def load_task(model: str, version: str) -> ImageTask:
     return ImageTask.from_metadata(body) if body else DIGITS
 
 
+def version_task(model: str, version: str) -> ImageTask | None:
+    """``load_task``, None when the model file cannot be read (the decision must still be
+    recorded); a store that cannot answer right now raises."""
+    try:
+        return load_task(model, version)
+    except Exception as err:  # MLflow and YAML errors come in many types
+        if is_transient(err):
+            raise
+        return None
+
+
 def load_checked(model: str, version: str, folder: Path) -> keras.Model:
     """``load_version``, with a version whose artifact is missing or corrupted refused as a
     one-line ``RegistryError``. An I/O fault that can pass (an unreachable server, a full
@@ -192,6 +203,10 @@ class RegistrySession:
             history.append(version)
         _set_champion(self.client, self.name, history)
 
+    def task(self, version: str) -> ImageTask:
+        """What ``version`` was trained for (shape, channels, class names)."""
+        return load_task(self.name, version)
+
     def record(self, decision: Decision) -> None:
         record_decision(self.client, decision)
 
@@ -207,11 +222,18 @@ def registry_session(settings: Settings) -> Iterator[RegistrySession]:
 
 
 MODEL_DESCRIPTION = (
-    "Digit classifier (28x28 grayscale, 10 classes) with measured explanations. Versions are "
+    "Image classifier ({task}) with measured explanations. Versions are "
     "promoted by clearsight's policy on a frozen holdout: `@champion` is served, "
     "`@previous-champion` is where `clearsight rollback` returns, `@challenger` was judged "
-    "last. Each version's description holds its promotion decision and the reasons."
+    "last. Each version's description starts with its task (input shape, class names) and "
+    "holds its promotion decision and the reasons."
 )
+
+
+def task_line(task: ImageTask) -> str:
+    """The first line of a version's description: what it takes and what it answers."""
+    shape = ", ".join(str(d) for d in (-1, *task.input_shape))
+    return f"Task: {task.describe()}; input [{shape}]; classes: {', '.join(task.class_names)}."
 
 
 def record_decision(client: MlflowClient, decision: Decision) -> None:
@@ -228,11 +250,16 @@ def record_decision(client: MlflowClient, decision: Decision) -> None:
         client.set_tag(mv.run_id, "promotion.reason", decision.reason[:500])
         for key, value in decision.challenger_metrics.items():
             client.log_metric(mv.run_id, f"promotion.{key}", value)
-    client.update_model_version(name, version, description=decision.to_markdown())
+    task = version_task(name, version)
+    first = f"{task_line(task)}\n\n" if task is not None else ""
+    description = first + decision.to_markdown()
+    client.update_model_version(name, version, description=description)
     client.set_model_version_tag(name, version, "promotion", verdict)
     client.set_model_version_tag(name, version, "promotion.reason", decision.reason[:500])
     if not client.get_registered_model(name).description:
-        client.update_registered_model(name, description=MODEL_DESCRIPTION)
+        client.update_registered_model(
+            name, description=MODEL_DESCRIPTION.format(task=task.describe() if task else "images")
+        )
 
 
 def _registered(settings: Settings) -> tuple[MlflowClient, str, list[str]]:

@@ -25,6 +25,7 @@ from clearsight.model.fitting import TrainResult
 from clearsight.packages import MODEL_RUNTIME, for_backend, pinned
 from clearsight.task import DIGITS, METADATA_KEY, ImageTask
 from clearsight.tracking.lifecycle import owner_tags, reap_orphaned_runs, terminate_gracefully
+from clearsight.tracking.registry import task_line
 from clearsight.tracking.store import (
     configure,
     enable_fast_system_metrics,
@@ -34,9 +35,16 @@ from clearsight.tracking.store import (
 )
 
 
-def run_params(settings: Settings, gated: GatedData, fit: dict[str, Any]) -> dict[str, Any]:
-    """Every setting that shaped the model, flat, for ``mlflow.log_params``."""
-    params = {f"train.{k}": v for k, v in settings.train.model_dump().items()}
+def run_params(
+    settings: Settings, gated: GatedData, fit: dict[str, Any], task: ImageTask = DIGITS
+) -> dict[str, Any]:
+    """Every setting that shaped the model, flat, for ``mlflow.log_params``; the image shape
+    and class count make runs on different datasets tell apart in the MLflow run table."""
+    params: dict[str, Any] = {
+        "image_shape": "x".join(str(d) for d in task.input_shape),
+        "n_classes": task.n_classes,
+    }
+    params |= {f"train.{k}": v for k, v in settings.train.model_dump().items()}
     data = settings.data.model_dump(exclude={"path"})
     params |= {f"data.{k}": v for k, v in data.items()}
     params["data.path"] = str(settings.data.path) if settings.data.path else ""
@@ -46,9 +54,12 @@ def run_params(settings: Settings, gated: GatedData, fit: dict[str, Any]) -> dic
     return params
 
 
-def run_tags(settings: Settings, gated: GatedData, result: TrainResult) -> dict[str, str]:
+def run_tags(
+    settings: Settings, gated: GatedData, result: TrainResult, task: ImageTask = DIGITS
+) -> dict[str, str]:
     assert settings.home is not None
     tags = {
+        "task": task.describe(),
         "keras_backend": result.device.backend,
         "device": result.device.name,
         "device_kind": result.device.kind,
@@ -135,11 +146,20 @@ def log_keras_model(
     )
 
 
-def register_version(model_uri: str, registered_name: str | None) -> str | None:
-    """Register the logged model as a new version (the run is taken from the logged model)."""
+def register_version(
+    model_uri: str, registered_name: str | None, task: ImageTask | None = None
+) -> str | None:
+    """Register the logged model as a new version (the run is taken from the logged model);
+    with ``task``, the version's description starts as its task line (shape and classes),
+    which the promotion decision later keeps at its top."""
     if registered_name is None:
         return None
-    return str(mlflow.register_model(model_uri, registered_name).version)
+    version = str(mlflow.register_model(model_uri, registered_name).version)
+    if task is not None:
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient().update_model_version(registered_name, version, task_line(task))
+    return version
 
 
 @dataclass
@@ -258,14 +278,18 @@ def log_setup(params: dict[str, Any], tags: dict[str, str]) -> None:
 
 
 def log_outcome(
-    folder: Path, metrics: dict[str, float], description: str, model: keras.Model
+    folder: Path,
+    metrics: dict[str, float],
+    description: str,
+    model: keras.Model,
+    task: ImageTask = DIGITS,
 ) -> str:
-    """The run's files, metrics and description, then the model (not registered yet: that
-    is the run's last step, ``register_version``); returns the logged model's URI."""
+    """The run's files, metrics and description, then the model with its task (not registered
+    yet: that is the run's last step, ``register_version``); returns the logged model's URI."""
     mlflow.log_artifacts(str(folder))
     mlflow.log_metrics(metrics)
     mlflow.set_tag("mlflow.note.content", description)
-    return str(log_keras_model(model).model_uri)
+    return str(log_keras_model(model, task=task).model_uri)
 
 
 def log_json(body: dict[str, Any], artifact: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import mlflow
 
 from clearsight.config import Settings
+from clearsight.mlflow_links import CUSTOM_MODEL_DEVELOPMENT, EXPERIMENT_KIND_TAG
 from clearsight.packages import BEHAVIOUR, installed_versions
 
 
@@ -30,6 +31,8 @@ def configure(settings: Settings) -> str:
 
     A local SQLite store gets an explicit artifact location under ``mlflow/``: otherwise MLflow
     puts artifacts in ``./mlruns`` of whatever directory the first run happened to start in.
+    The experiment is tagged as model training (``mlflow_links``), also when it was created
+    before (or retagged by a visit to the UI), so the UI opens its model-training view.
     """
     uri = tracking_uri(settings)
     if uri.startswith("sqlite:///"):
@@ -45,12 +48,20 @@ def configure(settings: Settings) -> str:
         os.environ["MLFLOW_TRACKING_URI"] = users_choice
     experiment = mlflow.get_experiment_by_name(settings.tracking.experiment)
     if experiment is not None:
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != CUSTOM_MODEL_DEVELOPMENT:
+            mlflow.MlflowClient().set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, CUSTOM_MODEL_DEVELOPMENT
+            )
         return experiment.experiment_id
     location = None
     if uri.startswith("sqlite:///"):
         assert settings.mlflow_dir is not None
         location = (settings.mlflow_dir / "artifacts").as_uri()
-    return mlflow.create_experiment(settings.tracking.experiment, artifact_location=location)
+    return mlflow.create_experiment(
+        settings.tracking.experiment,
+        artifact_location=location,
+        tags={EXPERIMENT_KIND_TAG: CUSTOM_MODEL_DEVELOPMENT},
+    )
 
 
 def git_state(repo: Path) -> dict[str, str]:
