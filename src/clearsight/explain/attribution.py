@@ -12,8 +12,13 @@ import numpy as np
 class Attribution:
     """One map per (image, target): row m explains ``targets[m]`` on image ``image_index[m]``.
 
-    ``maps`` are float32 (M, H, W), summed over channels, in the units of the explained output
-    (logits by default), signed unless the method says otherwise. Integrated gradients also
+    ``maps`` are float32 (M, H, W), one value per pixel whatever the image's channels, in the
+    units of the explained output (logits by default), signed unless the method says otherwise.
+    Each method reduces channels as its literature does (saliency: the largest gradient
+    magnitude over colour channels; integrated gradients, SmoothGrad, SHAP: the sum), so a
+    grey image's map is the same as before colour existed. ``channel_maps`` (M, H, W, C) keeps
+    the per-channel values before that reduction, for methods that have them (None for
+    Grad-CAM and occlusion, whose maps are per pixel by construction). Integrated gradients also
     fills the completeness fields, per row: f(x), f(baseline), the attribution sum, and the
     relative gap |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|.
     """
@@ -24,6 +29,7 @@ class Attribution:
     image_index: np.ndarray = field(repr=False)
     params: dict[str, Any]
     elapsed_s: float
+    channel_maps: np.ndarray | None = field(default=None, repr=False)
     instance_output: np.ndarray | None = field(default=None, repr=False)
     baseline_output: np.ndarray | None = field(default=None, repr=False)
     attribution_sum: np.ndarray | None = field(default=None, repr=False)

@@ -15,6 +15,7 @@ from typing import Any, cast
 import keras
 import numpy as np
 
+from clearsight.errors import ImageError
 from clearsight.explain import backends
 from clearsight.explain.backends import Forward, LayerGradients, TargetGradients
 from clearsight.model.cnn import LAST_CONV_LAYER
@@ -41,6 +42,32 @@ def as_model_input(x: np.ndarray) -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"expected images (N, H, W[, C]), got shape {x.shape}")
     return np.ascontiguousarray(x)
+
+
+def image_shape(model: keras.Model) -> tuple[int | None, int | None, int | None] | None:
+    """The (H, W, C) one image must have for ``model`` (None where the model accepts any
+    size), read from the model itself; None for a model without one 4-D image input."""
+    shape = getattr(model, "input_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 4:
+        return None
+    height, width, channels = shape[1:]
+    return height, width, channels
+
+
+def model_input(model: keras.Model, x: np.ndarray) -> np.ndarray:
+    """``as_model_input(x)``, checked against the model's own input shape: a grey batch for a
+    colour model (or images of another size) is a one-line ``ImageError``, not a backend
+    traceback from deep inside a compiled function."""
+    images = as_model_input(x)
+    expected = image_shape(model)
+    if expected is not None and any(
+        want is not None and want != got
+        for want, got in zip(expected, images.shape[1:], strict=True)
+    ):
+        wanted = "x".join("?" if d is None else str(d) for d in expected)
+        got = "x".join(str(d) for d in images.shape[1:])
+        raise ImageError(f"images are {got} (HxWxC) but model {model.name} takes {wanted}")
+    return images
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:

@@ -1,8 +1,10 @@
 """Gradient and perturbation attributions, backend-free: numpy plus ``ModelGradients``.
 
 Every method takes a Keras model and images (N, H, W, C) float32 in the model's input range,
-explains one or more target classes per image (see ``resolve_targets``) and returns an
-``Attribution`` with one (H, W) map per (image, target). Heavy work runs as a few large
+of the size and channels the model itself declares (``model.input_shape``: 28x28 grey digits,
+64x64 colour, anything), explains one or more target classes per image (see
+``resolve_targets``) and returns an ``Attribution`` with one (H, W) map per (image, target);
+how each method reduces colour channels to one map is in ``Attribution``. Heavy work runs as a few large
 batched calls (all integration steps, noise samples or occluded copies at once), because one
 compiled call over many images costs far less than many calls over one.
 """
@@ -27,6 +29,7 @@ from clearsight.explain.gradients import (
     ModelGradients,
     as_model_input,
     model_gradients,
+    model_input,
 )
 from clearsight.explain.targets import TargetSpec, explicit_targets, resolve_targets
 
@@ -56,10 +59,12 @@ class Rows:
         params: dict[str, Any],
         start: float,
         targets: np.ndarray | None = None,
+        channel_maps: np.ndarray | None = None,
         **extra: Any,
     ) -> Attribution:
         """The result for these rows, timed from ``start`` (a ``time.perf_counter()``);
-        ``targets`` replaces deferred (-1) targets with the classes actually explained."""
+        ``targets`` replaces deferred (-1) targets with the classes actually explained;
+        ``channel_maps`` (M, H, W, C) are the values before ``maps`` reduced the channels."""
         return Attribution(
             method=method,
             maps=np.asarray(maps, dtype=np.float32),
@@ -67,6 +72,7 @@ class Rows:
             image_index=self.image_index,
             params=params,
             elapsed_s=time.perf_counter() - start,
+            channel_maps=None if channel_maps is None else np.asarray(channel_maps, np.float32),
             **extra,
         )
 
@@ -86,7 +92,7 @@ def prepare_rows(
     the arg-max of a noisy or interpolated copy is not the prediction for x.
     """
     gradients = model_gradients(model)
-    images = as_model_input(x)
+    images = model_input(model, x)
     if defer_predicted and isinstance(targets, str) and targets == "predicted":
         return Rows(gradients, images, np.full(len(images), -1), np.arange(len(images)))
     if isinstance(targets, str):
@@ -108,6 +114,26 @@ def in_image_chunks(n_rows: int, copies_per_row: int, fn: Callable[[slice], Any]
     return [fn(slice(start, start + step)) for start in range(0, n_rows, step)]
 
 
+def summed_over_channels(values: np.ndarray) -> np.ndarray:
+    """(M, H, W, C) -> (M, H, W): the sum over channels, for additive attributions (integrated
+    gradients, SHAP), whose maps must still add up to the explained difference."""
+    total: np.ndarray = values.sum(axis=-1)
+    return total
+
+
+def gradient_magnitude(values: np.ndarray, reduce: Literal["max", "sum"]) -> np.ndarray:
+    """(M, H, W, C) gradients -> (M, H, W): one grey channel keeps its signed gradient (as
+    always: the map's magnitude is the method's, its sign a free extra); colour channels are
+    reduced by magnitude, since opposite signs in red and blue do not cancel importance:
+    Simonyan et al. (2013) take the largest |gradient| over channels, SmoothGrad's authors
+    (Smilkov et al. 2017) sum the absolute values."""
+    if values.shape[-1] == 1:
+        return values[..., 0]
+    magnitude = np.abs(values)
+    reduced: np.ndarray = magnitude.max(axis=-1) if reduce == "max" else magnitude.sum(axis=-1)
+    return reduced
+
+
 def saliency(
     model: keras.Model,
     x: np.ndarray,
@@ -116,11 +142,13 @@ def saliency(
     output: str = "logits",
     k: int | None = None,
 ) -> Attribution:
-    """Input gradients d output[target] / d x (Simonyan et al. 2013), signed."""
+    """Input gradients d output[target] / d x (Simonyan et al. 2013): signed on grey images,
+    the largest magnitude over channels on colour ones (their rule)."""
     start = time.perf_counter()
     rows = prepare_rows(model, x, targets, k, defer_predicted=True)
     grads, _, explained = rows.gradients.target_gradients(rows.x, rows.targets, output)
-    return rows.attribution(SALIENCY, grads.sum(-1), {"output": output}, start, explained)
+    maps = gradient_magnitude(grads, "max")
+    return rows.attribution(SALIENCY, maps, {"output": output}, start, explained, grads)
 
 
 def _quadrature(steps: int, rule: QuadratureRule) -> tuple[np.ndarray, np.ndarray]:
@@ -214,9 +242,10 @@ def integrated_gradients(
     }
     return rows.attribution(
         INTEGRATED_GRADIENTS,
-        attributions.sum(-1),
+        summed_over_channels(attributions),
         params,
         start,
+        channel_maps=attributions,
         instance_output=instance_out.astype(np.float32),
         baseline_output=baseline_out.astype(np.float32),
         attribution_sum=total.astype(np.float32),
@@ -241,6 +270,7 @@ def smoothgrad(
     in the paper; all ``samples`` copies of every row go through the model in batched calls.
     The seed fixes the noise (None draws fresh noise each call), drawn per image and shared
     by all of its targets, so a map does not depend on which other targets were asked for.
+    Colour maps sum the gradient magnitudes over channels (``gradient_magnitude``).
     """
     start = time.perf_counter()
     rows = prepare_rows(model, x, targets, k)
@@ -260,7 +290,8 @@ def smoothgrad(
 
     grads = np.concatenate(in_image_chunks(len(rows.targets), samples, mean_gradient))
     params = {"samples": samples, "sigma": sigma, "seed": seed, "output": output}
-    return rows.attribution(SMOOTHGRAD, grads.sum(-1), params, start)
+    maps = gradient_magnitude(grads, "sum")
+    return rows.attribution(SMOOTHGRAD, maps, params, start, channel_maps=grads)
 
 
 def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -316,26 +347,41 @@ def occlusion_masks(height: int, width: int, window: int, stride: int) -> np.nda
     return masks
 
 
+OCCLUSION_WINDOWS_PER_SIDE = 7  # a 28x28 digit gets the 4-pixel window, stride 2, as always
+
+
+def occlusion_window(height: int, width: int) -> tuple[int, int]:
+    """(window, stride) for an image of this size: a seventh of the shorter side (4 on 28x28
+    digits, 9 on 64x64, 1 on 8x8) with half-window strides, so a window covers a comparable
+    part of any image and the number of occluded copies stays near 13 x 13."""
+    window = max(1, round(min(height, width) / OCCLUSION_WINDOWS_PER_SIDE))
+    return window, max(1, window // 2)
+
+
 def occlusion(
     model: keras.Model,
     x: np.ndarray,
     targets: TargetSpec = "predicted",
     *,
-    window: int = 4,
-    stride: int = 2,
+    window: int | None = None,
+    stride: int | None = None,
     fill: float = 0.0,
     output: str = "logits",
     k: int | None = None,
 ) -> Attribution:
     """Occlusion (Zeiler & Fergus 2014): the drop of the target output when a square window
-    is replaced by ``fill``, averaged over the windows covering each pixel.
+    is replaced by ``fill`` in every channel, averaged over the windows covering each pixel.
 
-    Every occluded copy of every row goes through the model in batched forward passes.
+    ``window`` and ``stride`` default to ``occlusion_window`` of the image size (4 and 2 on
+    28x28). Every occluded copy of every row goes through the model in batched forward passes.
     """
     start = time.perf_counter()
     rows = prepare_rows(model, x, targets, k)
     xs = rows.x
     height, width = xs.shape[1:3]
+    default_window, default_stride = occlusion_window(height, width)
+    window = default_window if window is None else window
+    stride = default_stride if stride is None else stride
     masks = occlusion_masks(height, width, window, stride)
     coverage = masks.sum(axis=0)
     reference = pick(rows.gradients.scores(xs, output), rows.targets)

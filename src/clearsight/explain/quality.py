@@ -88,11 +88,18 @@ def importance_ranks(scores: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def sobel_magnitude(x: np.ndarray) -> np.ndarray:
-    """Edge strength (M, H, W) of each image: the model-free baseline ordering."""
-    images = x[..., 0] if x.ndim == 4 else x
-    return np.stack(
-        [np.hypot(cv2.Sobel(i, cv2.CV_32F, 1, 0), cv2.Sobel(i, cv2.CV_32F, 0, 1)) for i in images]
-    )
+    """Edge strength (M, H, W) of each image: the model-free baseline ordering. On colour
+    images each pixel takes its strongest channel's edge, so a red-green border counts even
+    where the brightness does not change."""
+    images = np.asarray(x, np.float32)
+    images = images if images.ndim == 4 else images[..., None]
+    channels = [
+        np.hypot(cv2.Sobel(c, cv2.CV_32F, 1, 0), cv2.Sobel(c, cv2.CV_32F, 0, 1))
+        for c in np.moveaxis(images, -1, 0).reshape(-1, *images.shape[1:3])
+    ]
+    per_channel = np.stack(channels).reshape(images.shape[-1], *images.shape[:3])
+    edges: np.ndarray = per_channel.max(axis=0)
+    return edges
 
 
 @dataclass(frozen=True)
@@ -240,7 +247,7 @@ def randomization_correlations(
 
     Layers are re-initialised on a clone one after another from the top; after each, every
     method explains the same (image, target) rows again and is compared with its original map
-    on the digit's pixels (input > ``ink_threshold``).
+    on the digit's pixels (input > ``ink_threshold`` in any channel).
     """
     params, x = params or {}, as_model_input(x)
     clone = clone_with_weights(model)

@@ -111,13 +111,34 @@ def overlay_png(
     path: str | Path | None = None,
 ) -> bytes:
     """The map over the image, dimmed to ``dim`` so colours stand out: opacity follows the
-    map's magnitude, so pixels that matter are coloured and the rest of the digit shows."""
-    gray = np.asarray(image, np.float32).reshape(np.shape(values))
-    gray = dim * (gray - gray.min()) / (np.ptp(gray) or 1.0)
+    map's magnitude, so pixels that matter are coloured and the rest of the image shows.
+
+    ``image`` is grey (H, W) or (H, W, 1), or colour (H, W, 3), in any range (uint8 0-255 or
+    float 0-1: it is stretched to its own min-max), and is drawn in RGB under the map (H, W).
+    """
+    base = rgb_image(image, np.shape(values))
+    base = dim * (base - base.min()) / (np.ptp(base) or 1.0)
     colours = heatmap_rgba(values, polarity, cmap, clip_percentile)[..., :3]
     weight = alpha * np.abs(scaled(values, polarity, clip_percentile))[..., None]
-    blended = (1.0 - weight) * np.repeat(gray[..., None], 3, axis=-1) + weight * colours
+    blended = (1.0 - weight) * base + weight * colours
     return png_bytes(_enlarge(blended, scale), path)
+
+
+def rgb_image(image: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """``image`` as float (H, W, 3): a grey (H, W[, 1]) image repeated into three channels,
+    a colour one as it is; anything else, or another size than ``size`` (H, W), is a clear
+    ``ValueError`` naming both shapes."""
+    pixels = np.asarray(image, np.float32)
+    if pixels.ndim == 3 and pixels.shape[-1] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[..., None], 3, axis=-1)
+    if pixels.ndim != 3 or pixels.shape[-1] != 3 or pixels.shape[:2] != tuple(size):
+        raise ValueError(
+            f"cannot draw a {tuple(size)} map over an image of shape {np.shape(image)}: "
+            "the image must be (H, W), (H, W, 1) or (H, W, 3) of the map's size"
+        )
+    return pixels
 
 
 def _tile(channels: np.ndarray, pad: int = 1) -> np.ndarray:
@@ -182,7 +203,10 @@ def panel_figure(
     FigureCanvasAgg(figure)
     axes = figure.subplots(n_rows, n_cols, squeeze=False)
     for r, image_row in enumerate(rows):
-        axes[r, 0].imshow(images[image_row].squeeze(), cmap="gray")
+        shown_image = images[image_row].squeeze()  # grey (H, W) or colour (H, W, 3) in 0-1
+        if shown_image.ndim == 3:
+            shown_image = np.clip(shown_image, 0.0, 1.0)
+        axes[r, 0].imshow(shown_image, cmap="gray")
         title = labels[r] if labels else f"target {attributions[0].targets[r]}"
         axes[r, 0].set_title(title, fontsize=7)
         for c, attribution in enumerate(attributions, start=1):
@@ -203,10 +227,15 @@ def figure_png(figure: Figure, path: str | Path | None = None, dpi: int = 100) -
 
 
 def class_mean_maps_figure(
-    maps: np.ndarray, labels: np.ndarray, title: str, n_classes: int = 10
+    maps: np.ndarray,
+    labels: np.ndarray,
+    title: str,
+    n_classes: int = 10,
+    class_names: Sequence[str] | None = None,
 ) -> Figure:
-    """One heatmap per class: the mean of ``maps`` over the images of that class."""
-    fig = Figure(figsize=(12, 1.8), layout="constrained")
+    """One heatmap per class: the mean of ``maps`` over the images of that class, titled
+    with the class's name when ``class_names`` are given (its index otherwise)."""
+    fig = Figure(figsize=(1.2 * n_classes, 1.8), layout="constrained")
     axes = fig.subplots(1, n_classes)
     present = [c for c in range(n_classes) if np.any(labels == c)]
     peak = max((float(maps[labels == c].mean(axis=0).max()) for c in present), default=1.0)
@@ -214,6 +243,7 @@ def class_mean_maps_figure(
         ax.axis("off")
         if c in present:
             ax.imshow(maps[labels == c].mean(axis=0), cmap="magma", vmin=0, vmax=peak or 1.0)
-            ax.set_title(f"{c} (n={int(np.sum(labels == c))})", fontsize=8)
+            name = class_names[c] if class_names else str(c)
+            ax.set_title(f"{name} (n={int(np.sum(labels == c))})", fontsize=8)
     fig.suptitle(title)
     return fig

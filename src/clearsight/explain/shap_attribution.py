@@ -17,7 +17,7 @@ import numpy as np
 
 from clearsight.choices import SHAP
 from clearsight.explain.attribution import Attribution
-from clearsight.explain.methods import prepare_rows
+from clearsight.explain.methods import prepare_rows, summed_over_channels
 from clearsight.explain.targets import TargetSpec
 
 ShapAlgorithm = Literal["auto", "gradient", "partition"]
@@ -87,6 +87,6 @@ def shap_attribution(
         params = {"max_evals": max_evals, "masker": masker}
     else:
         raise ValueError(f"algorithm must be 'auto', 'gradient' or 'partition', got {algorithm!r}")
-    maps = per_row.reshape(len(rows.targets), *rows.images.shape[1:]).sum(-1)
+    values = per_row.reshape(len(rows.targets), *rows.images.shape[1:])
     params |= {"algorithm": algorithm, "seed": seed, "output": output}
-    return rows.attribution(SHAP, maps, params, start)
+    return rows.attribution(SHAP, summed_over_channels(values), params, start, channel_maps=values)

@@ -95,8 +95,11 @@ def method_units(method: str, params: Mapping[str, Any] | None = None) -> float:
     cost = METHOD_COSTS[method]
     params = params or {}
     if method == OCCLUSION:
-        window = params.get("window", _library_default(method, "window"))
-        stride = params.get("stride", _library_default(method, "stride"))
+        from clearsight.explain.methods import occlusion_window  # defaults follow the size
+
+        default_window, default_stride = occlusion_window(IMAGE_SIZE, IMAGE_SIZE)
+        window = params.get("window") or default_window
+        stride = params.get("stride") or default_stride
         return cost.weight * occlusion_windows(int(window), int(stride))
     if cost.parameter is None:
         return cost.weight

@@ -53,7 +53,7 @@ def to_pixels(images: np.ndarray) -> np.ndarray:
 
 
 def image_digest(pixels: np.ndarray) -> str:
-    """SHA-256 of one uint8 (28, 28) image's bytes (C order)."""
+    """SHA-256 of one uint8 image's bytes (C order): grey (H, W) or colour (H, W, 3)."""
     return hashlib.sha256(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()).hexdigest()
 
 
@@ -101,7 +101,7 @@ class AnswerLedger:
         model_version: str,
         now: float | None = None,
     ) -> None:
-        """One row per image of ``images`` (0-1 floats, (N, 28, 28)); never raises."""
+        """One row per image of ``images`` (0-1 floats, (N, H, W) or (N, H, W, 3)); never raises."""
         stamp = time.time() if now is None else now
         pixels = to_pixels(images)
         rows = [

@@ -6,16 +6,22 @@ clean digit on the edge of the range is not flagged for a rounding difference. A
 outside any pair fails that check: an ``OutOfBounds`` record, which the HTTP answer shows as
 a sentence (``"ink_fraction 0.62 > 0.31"``) and the service's counter labels by ``feature``. Only input features are checked here: they cost microseconds
 per image, while an attribution summary needs integrated gradients (done in the monitor).
+
+Bounds hold one pair per feature the reference computed: the grey names for grey images,
+per-channel names for colour ones (``features.input_feature_names``). Bounds made for one
+kind of image cannot judge another (``fits``): ``check`` refuses them with a one-line
+``MonitorError`` rather than failing on a missing key or comparing the wrong numbers.
+Empty bounds (no reference to learn them from) fit any image and flag none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-from clearsight.monitoring.features import INPUT_FEATURES
+from clearsight.errors import MonitorError
 
 LOW_QUANTILE = 0.5  # percent
 HIGH_QUANTILE = 99.5
@@ -44,17 +50,43 @@ class Bounds:
     source: str
 
     @classmethod
-    def from_features(cls, features: dict[str, np.ndarray], source: str) -> Bounds:
+    def from_features(cls, features: Mapping[str, np.ndarray], source: str) -> Bounds:
+        """One pair per feature of ``features`` (``image_features`` of the reference images)."""
         limits = {}
-        for name in INPUT_FEATURES:
+        for name in features:
             values = np.asarray(features[name], dtype=np.float64)
             low, high = np.percentile(values, [LOW_QUANTILE, HIGH_QUANTILE])
             pad = MARGIN * (high - low)
             limits[name] = (float(low - pad), float(high + pad))
         return cls(limits, source)
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features these bounds judge."""
+        return tuple(self.limits)
+
+    def fits(self, features: Mapping[str, object] | Iterable[str]) -> bool:
+        """Whether every bounded feature is among ``features`` (a features dict or names)."""
+        return set(self.limits) <= set(features)
+
+    def refusal(self, features: Mapping[str, object] | Iterable[str]) -> str | None:
+        """Why these bounds cannot judge images with ``features``, or None when they can."""
+        names = list(features)
+        if self.fits(names):
+            return None
+        missing = [name for name in self.limits if name not in names]
+        return (
+            f"bounds from {self.source} are for features {', '.join(self.limits)}, but the "
+            f"images give {', '.join(names) or 'none'} (missing {', '.join(missing)}): "
+            "a reference built for another image shape; compute one for this model"
+        )
+
     def check(self, features: dict[str, np.ndarray]) -> list[list[OutOfBounds]]:
-        """The failed checks of each image (empty: within every bound)."""
+        """The failed checks of each image (empty: within every bound); bounds that do not
+        ``fit`` these features are a one-line ``MonitorError``."""
+        reason = self.refusal(features)
+        if reason is not None:
+            raise MonitorError(reason)
         n = len(next(iter(features.values()))) if features else 0
         failed: list[list[OutOfBounds]] = [[] for _ in range(n)]
         for name, (low, high) in self.limits.items():

@@ -15,11 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from clearsight.monitoring.drift import DriftReport
-from clearsight.monitoring.features import (
-    ATTRIBUTION_FEATURES,
-    INPUT_FEATURES,
-    integrated_gradients_features,
-)
+from clearsight.monitoring.features import ATTRIBUTION_FEATURES, integrated_gradients_features
 from clearsight.monitoring.reference import Reference
 from clearsight.monitoring.traffic import TrafficWindow
 
@@ -55,14 +51,15 @@ def figure_png(
     attributions: dict[str, np.ndarray] | None,
     report: DriftReport,
 ) -> bytes:
-    """Histograms of reference vs window per tested feature, titled with the test's score."""
+    """Histograms of reference vs window per tested feature (per channel for colour),
+    titled with the test's score."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels: list[tuple[str, np.ndarray, np.ndarray | None]] = [
-        (n, reference.features[n], features[n]) for n in INPUT_FEATURES
+        (n, reference.features[n], features.get(n)) for n in reference.feature_names
     ]
     if attributions is not None:
         panels += [(n, reference.attributions[n], attributions[n]) for n in ATTRIBUTION_FEATURES]

@@ -11,7 +11,7 @@ Tests, all from SciPy (no hand-written statistics):
 - confidence drop: one-sided Mann-Whitney U (``scipy.stats.mannwhitneyu``,
   ``alternative="less"``): are the window's confidences stochastically lower?
 
-That is up to 12 tests per window, so the p-values are adjusted together with
+That is up to 12 tests per window (6 input features per channel on colour images), so the p-values are adjusted together with
 Benjamini-Hochberg (``scipy.stats.false_discovery_control``). Drift is declared when any
 adjusted p-value is below ``alpha`` (default 0.01). When nothing has drifted (every null hypothesis
 true), Benjamini-Hochberg keeps the chance of any false alarm in a window at or below
@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
-from clearsight.digits import N_CLASSES
-from clearsight.monitoring.features import ATTRIBUTION_FEATURES, INPUT_FEATURES
+from clearsight.errors import MonitorError
+from clearsight.monitoring.features import ATTRIBUTION_FEATURES
 from clearsight.monitoring.reference import Reference
 
 DEFAULT_ALPHA = 0.01
@@ -121,12 +121,29 @@ def compare(
     alpha: float = DEFAULT_ALPHA,
 ) -> DriftReport:
     """Test one window (input features, predicted labels, confidences, and attribution
-    summaries unless None) against ``reference``; p-values adjusted together."""
+    summaries unless None) against ``reference``; p-values adjusted together.
+
+    The window must have the reference's input features and classes: traffic of another
+    image shape (grey against a colour reference, say) is a one-line ``MonitorError``.
+    """
     n = len(labels)
     if n < MIN_WINDOW:
         raise ValueError(f"a window needs at least {MIN_WINDOW} records, got {n}")
+    missing = [name for name in reference.feature_names if name not in features]
+    if missing:
+        raise MonitorError(
+            f"the reference ({reference.source}) has features {', '.join(reference.feature_names)}"
+            f" but the window has {', '.join(features) or 'none'}: traffic of another image "
+            "shape than the reference's model; compare it with its own model's reference"
+        )
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) and int(labels.max()) >= reference.n_classes:
+        raise MonitorError(
+            f"the window has class {int(labels.max())} but the reference's model has "
+            f"{reference.n_classes} classes: traffic of another model's task"
+        )
     raw: list[Test] = []
-    for name in INPUT_FEATURES:
+    for name in reference.feature_names:
         result = stats.ks_2samp(features[name], reference.features[name])
         raw.append(Test(name, "input", float(result.statistic), float(result.pvalue)))
     notes = []
@@ -139,8 +156,8 @@ def compare(
                 continue
             result = stats.ks_2samp(values, reference.attributions[name])
             raw.append(Test(name, "attribution", float(result.statistic), float(result.pvalue)))
-    observed = np.bincount(np.asarray(labels, dtype=np.int64), minlength=N_CLASSES)
-    expected = np.bincount(reference.predicted.astype(np.int64), minlength=N_CLASSES)
+    observed = np.bincount(labels, minlength=reference.n_classes)
+    expected = np.bincount(reference.predicted.astype(np.int64), minlength=reference.n_classes)
     table = np.stack([observed, expected])
     table = table[:, table.sum(axis=0) > 0]  # a class neither predicted: no information
     prior = stats.chi2_contingency(table, correction=False)

@@ -21,16 +21,29 @@ from clearsight.monitoring.answers import AnswerLedger
 from clearsight.monitoring.bounds import Bounds, OutOfBounds
 from clearsight.monitoring.features import image_features
 from clearsight.monitoring.traffic import TrafficLog, TrafficRecord
+from clearsight.task import DIGITS, ImageTask
 
 logger = logging.getLogger(__name__)
 
 
-def default_bounds() -> Bounds:
-    """Bounds from the embedded MNIST digits, shipped with the library (a Python module, so
-    it travels in every bento): used when the served model's own training reference cannot be
-    read (a pinned bento without MLflow). ``tests/test_monitoring.py`` recomputes them."""
+def default_bounds(channels: int = 1, *, task: ImageTask | None = None) -> Bounds:
+    """Bounds used when the served model's own training reference cannot be read (a pinned
+    bento without MLflow).
+
+    The library ships bounds for the embedded MNIST digits only (a Python module, so it
+    travels in every bento; ``tests/monitoring/test_monitoring.py`` recomputes them): they
+    serve grey images (``channels=1``) unless ``task`` says the model is not a 28x28 digit
+    model. Any other images get empty bounds, which flag nothing: better no check than every
+    image reported out of distribution by another dataset's numbers.
+    """
     from clearsight.monitoring.default_bounds import DEFAULT_BOUNDS
 
+    if task is not None:
+        channels = task.channels
+        if not task.digit_like or task.input_shape != DIGITS.input_shape:
+            return Bounds({}, f"none: no shipped bounds for {task.describe()} images")
+    if channels != 1:
+        return Bounds({}, f"none: no shipped bounds for {channels}-channel images")
     return Bounds.from_dict(DEFAULT_BOUNDS)
 
 
@@ -79,6 +92,19 @@ class RequestMonitor:
         self.run_id = run_id or ""
         self.on_checks = on_checks
         self.answers = answers
+        self._refused: set[tuple[str, ...]] = set()  # feature sets already logged as unfit
+
+    def _check(self, features: dict[str, np.ndarray]) -> list[list[OutOfBounds]]:
+        """``bounds.check``, or no failed checks (said once in the log) when the bounds were
+        made for another kind of image: monitoring never fails a prediction."""
+        reason = self.bounds.refusal(features)
+        if reason is None:
+            return self.bounds.check(features)
+        key = tuple(features)
+        if key not in self._refused:
+            self._refused.add(key)
+            logger.error("out-of-distribution checks off for these images: %s", reason)
+        return [[] for _ in range(len(next(iter(features.values()), ())))]
 
     def review(
         self,
@@ -86,10 +112,13 @@ class RequestMonitor:
         probabilities: np.ndarray,
         request_id: str,
     ) -> list[list[OutOfBounds]]:
-        """The failed checks of each image of ``x`` (N, 28, 28, 1) in 0-1; logs a sample."""
-        images = np.asarray(x, dtype=np.float32)[..., 0]
+        """The failed checks of each image of ``x`` (N, H, W, C) in 0-1; logs a sample.
+        Grey images are recorded as (H, W), colour ones as (H, W, 3)."""
+        images = np.asarray(x, dtype=np.float32)
+        if images.ndim == 4 and images.shape[-1] == 1:
+            images = images[..., 0]
         features = image_features(images)
-        failed = self.bounds.check(features)
+        failed = self._check(features)
         if self.on_checks is not None:
             self.on_checks(failed)
         if self.answers is not None:

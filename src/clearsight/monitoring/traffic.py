@@ -9,6 +9,12 @@ path, with fixed parameters (``features.MONITOR_IG``) and the model of the versi
 the image (``clearsight.monitoring.check.served_attributions``). Chunks written before this
 (with ``attribution_*`` columns and no ``run_ids``) still read; those columns are ignored.
 
+Pixels are stored as the model saw them: grey (H, W), colour (H, W, 3), with that image's
+input features (grey names, or per-channel names for colour: ``features.input_feature_names``).
+One chunk holds one kind of image (records of another shape, e.g. after a live swap to a
+model of another task, go to their own chunk), and a window is the newest chunks of the
+newest chunk's kind: traffic of different shapes is never tested as one sample.
+
 Writes never slow or fail a prediction: ``submit`` only samples and puts records on a bounded
 queue (dropping, with a warning, when it is full); one daemon thread writes them. Each write
 is one ``.npz`` chunk of up to ``CHUNK_RECORDS`` records, written to a temporary file and
@@ -37,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clearsight.monitoring.features import INPUT_FEATURES
+from clearsight.monitoring.features import INPUT_FEATURES, input_feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +53,15 @@ QUEUE_RECORDS = 10_000
 SUFFIX = ".npz"
 READ_COLUMNS = frozenset(
     {"pixels", "labels", "confidences", "model_versions", "request_ids", "times", "run_ids"}
-    | {f"feature_{name}" for name in INPUT_FEATURES}
 )
+FEATURE_PREFIX = "feature_"  # a column per input feature, whatever the image's channels
 
 
 @dataclass(frozen=True)
 class TrafficRecord:
     """One answered image."""
 
-    pixels: np.ndarray  # (28, 28) float in 0-1, as the model saw it
+    pixels: np.ndarray  # (H, W) grey or (H, W, 3) colour, float in 0-1, as the model saw it
     features: dict[str, float]
     label: int
     confidence: float
@@ -69,7 +75,7 @@ class TrafficRecord:
 class TrafficWindow:
     """Records as columns, oldest first (what the monitor tests)."""
 
-    pixels: np.ndarray  # float32 (N, 28, 28) in 0-1
+    pixels: np.ndarray  # float32 (N, H, W) grey or (N, H, W, 3) colour, in 0-1
     features: dict[str, np.ndarray]
     labels: np.ndarray
     confidences: np.ndarray
@@ -112,8 +118,8 @@ def write_chunk(folder: Path, records: list[TrafficRecord]) -> Path:
         "times": np.array([r.time for r in records], dtype=np.float64),
         "run_ids": np.array([r.run_id for r in records]),
     }
-    for name in INPUT_FEATURES:
-        columns[f"feature_{name}"] = np.array([r.features[name] for r in records])
+    for name in records[0].features:
+        columns[FEATURE_PREFIX + name] = np.array([r.features[name] for r in records])
     target = folder / chunk_name(len(records))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
     try:
@@ -126,43 +132,82 @@ def write_chunk(folder: Path, records: list[TrafficRecord]) -> Path:
     return target
 
 
+def kind(record: TrafficRecord) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """What must match for records to share a chunk: pixel shape and feature names."""
+    return np.shape(record.pixels), tuple(record.features)
+
+
+def grouped(records: list[TrafficRecord]) -> list[list[TrafficRecord]]:
+    """Records split by ``kind``, each group in arrival order (one group in normal service)."""
+    groups: dict[tuple[tuple[int, ...], tuple[str, ...]], list[TrafficRecord]] = {}
+    for record in records:
+        groups.setdefault(kind(record), []).append(record)
+    return list(groups.values())
+
+
+def _columns(path: Path) -> dict[str, np.ndarray] | None:
+    """One chunk's columns (None when it was rotated away while we read)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            columns = {
+                key: data[key]
+                for key in data.files
+                if key in READ_COLUMNS or key.startswith(FEATURE_PREFIX)
+            }
+    except FileNotFoundError:  # rotated away while we read: the window is just shorter
+        return None
+    columns.setdefault("run_ids", np.full(len(columns["labels"]), ""))  # an older chunk
+    return columns
+
+
+def _chunk_kind(columns: dict[str, np.ndarray]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    names = tuple(sorted(k for k in columns if k.startswith(FEATURE_PREFIX)))
+    return tuple(columns["pixels"].shape[1:]), names
+
+
+def _empty_window() -> TrafficWindow:
+    empty = np.zeros(0)
+    return TrafficWindow(
+        np.zeros((0, 28, 28), np.float32),
+        {k: empty for k in INPUT_FEATURES},
+        np.zeros(0, np.int64),
+        empty,
+        np.zeros(0, str),
+        np.zeros(0, str),
+        empty,
+        np.zeros(0, str),
+    )
+
+
 def read_window(folder: Path, window: int | None = None) -> TrafficWindow:
-    """The ``window`` most recent records (all when None), oldest first."""
-    selected: list[Path] = []
+    """The ``window`` most recent records (all when None), oldest first, of the newest
+    chunk's kind of image (older chunks of another shape or feature set are skipped)."""
+    loaded: list[dict[str, np.ndarray]] = []
+    newest = None
     count = 0
     for path in reversed(chunks(folder)):
         if window is not None and count >= window:
             break
-        selected.append(path)
-        count += chunk_records(path)
-    parts: dict[str, list[np.ndarray]] = {}
-    for path in reversed(selected):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                columns = {key: data[key] for key in data.files if key in READ_COLUMNS}
-        except FileNotFoundError:  # rotated away while we read: the window is just shorter
+        columns = _columns(path)
+        if columns is None:
             continue
-        columns.setdefault("run_ids", np.full(len(columns["labels"]), ""))  # an older chunk
-        for key, value in columns.items():
-            parts.setdefault(key, []).append(value)
-    if not parts:
-        empty = np.zeros(0)
-        return TrafficWindow(
-            np.zeros((0, 28, 28), np.float32),
-            {k: empty for k in INPUT_FEATURES},
-            np.zeros(0, np.int64),
-            empty,
-            np.zeros(0, str),
-            np.zeros(0, str),
-            empty,
-            np.zeros(0, str),
-        )
-    col = {k: np.concatenate(v) for k, v in parts.items()}
+        if newest is None:
+            newest = _chunk_kind(columns)
+        elif _chunk_kind(columns) != newest:
+            continue
+        loaded.append(columns)
+        count += len(columns["labels"])
+    if not loaded:
+        return _empty_window()
+    col = {k: np.concatenate([c[k] for c in reversed(loaded)]) for k in loaded[0]}
     start = 0 if window is None else max(0, len(col["labels"]) - window)
     cut = {k: v[start:] for k, v in col.items()}
+    names = [k.removeprefix(FEATURE_PREFIX) for k in cut if k.startswith(FEATURE_PREFIX)]
+    pixels = cut["pixels"].astype(np.float32) / 255.0
+    order = input_feature_names(pixels.shape[-1] if pixels.ndim == 4 else 1)
     return TrafficWindow(
-        pixels=cut["pixels"].astype(np.float32) / 255.0,
-        features={k: cut[f"feature_{k}"] for k in INPUT_FEATURES},
+        pixels=pixels,
+        features={k: cut[FEATURE_PREFIX + k] for k in order if k in names},
         labels=cut["labels"].astype(np.int64),
         confidences=cut["confidences"].astype(np.float64),
         model_versions=cut["model_versions"],
@@ -262,6 +307,21 @@ class TrafficLog:
             path.unlink(missing_ok=True)
             total -= n
 
+    def _write(self, records: list[TrafficRecord]) -> None:
+        """One chunk; a failed write (full disk, permissions) drops it with a warning."""
+        try:
+            written = write_chunk(self.folder, records)
+            self.written += len(records)
+            self._rotate(written, len(records))
+        except Exception as err:  # full disk, permissions: drop, never fail a prediction
+            self.dropped += len(records)
+            logger.warning(
+                "traffic log: %d records dropped, cannot write to %s: %s",
+                len(records),
+                self.folder,
+                err,
+            )
+
     def _run(self) -> None:
         # Chunks left by an earlier process count against the bound too: listed once, here.
         self._chunks.extend((p, chunk_records(p)) for p in chunks(self.folder))
@@ -269,18 +329,8 @@ class TrafficLog:
             batch = self._gather()
             records = [r for r in batch if r is not None][: self.max_records]
             try:
-                if records:
-                    written = write_chunk(self.folder, records)
-                    self.written += len(records)
-                    self._rotate(written, len(records))
-            except Exception as err:  # full disk, permissions: drop, never fail a prediction
-                self.dropped += len(records)
-                logger.warning(
-                    "traffic log: %d records dropped, cannot write to %s: %s",
-                    len(records),
-                    self.folder,
-                    err,
-                )
+                for group in grouped(records):
+                    self._write(group)
             finally:
                 for _ in batch:
                     self._queue.task_done()
