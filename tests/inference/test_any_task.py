@@ -286,3 +286,34 @@ def test_a_panel_of_another_shape_is_refused_with_a_reason(colour_model) -> None
     verdict = verify(colour_model, panel, max_gap=1.0)
     assert not verdict.passed
     assert "the panel's images are (28, 28, 1), the model takes (16, 16, 3)" in verdict.reason()
+
+
+def overlay_takes_colour() -> bool:
+    """Whether ``render.overlay_png`` draws on an (H, W, 3) image (c-explain adds it)."""
+    from clearsight.explain.render import overlay_png
+
+    try:
+        overlay_png(np.zeros((4, 4, 3), np.float32), np.ones((4, 4), np.float32))
+    except ValueError:
+        return False
+    return True
+
+
+def test_overlays_of_a_colour_model_are_drawn_on_the_colour_image(colour_model) -> None:
+    if not overlay_takes_colour():
+        pytest.skip("render.overlay_png takes (H, W, 3) once c-explain is merged")
+    from PIL import Image
+
+    predictor = Predictor(colour_model, PROVENANCE, "shapes:v3", task=SHAPES)
+    red = np.zeros((16, 16, 3), np.uint8)
+    red[..., 0] = 255
+    body = {
+        "images": [{"kind": "array", "scale": "0-255", "data": red.tolist()}],
+        "explain": {"methods": ["saliency"], "encodings": ["png_overlay"]},
+    }
+    (result,) = ask(predictor, colour_model, body).results
+    assert result.status == "ok", result.warnings
+    overlay = result.explanations[0].png_overlay
+    assert overlay is not None
+    with Image.open(io.BytesIO(base64.b64decode(overlay))) as image:
+        assert image.size == (16 * 8, 16 * 8)  # the colour image, enlarged 8x
