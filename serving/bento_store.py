@@ -7,8 +7,8 @@ BentoML-specific, so it lives in the serving adapter; ``clearsight serve`` and
 store as ``<registered name>:v<version>-<run id>``: the ``.keras`` file plus its provenance
 (registered name and version, run id, data digests, contract hash, package versions) and its
 task (input shape, class names, digit-likeness: ``clearsight.task``, under ``METADATA_KEY``)
-as model metadata, so the service knows what it serves without MLflow. The tag names the exact registry entry, so importing again is a no-op and two
-registries never collide. ``build_service`` then builds the ``serving/`` service into a bento
+as model metadata, so the service knows what it serves without MLflow. The tag names the exact
+registry entry, so importing again is a no-op and two registries never collide. ``build_service`` then builds the ``serving/`` service into a bento
 pinned to that model through a bento argument; serving it needs the BentoML store only, never
 MLflow. ``bentoml export`` (``export_service``) writes one archive that also holds the model.
 

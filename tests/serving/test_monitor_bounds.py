@@ -38,4 +38,5 @@ def test_the_tasks_channels_choose_the_default_bounds(monkeypatch: pytest.Monkey
 )
 def test_colour_bounds_are_the_per_channel_ones() -> None:
     bounds = service_monitoring.fallback_bounds(COLOUR)
-    assert bounds.to_dict() == default_bounds(channels=3).to_dict()  # type: ignore[call-arg, unused-ignore]
+    colour = default_bounds(channels=3)  # type: ignore[call-arg, unused-ignore]
+    assert bounds.to_dict() == colour.to_dict()

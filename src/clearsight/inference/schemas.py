@@ -252,8 +252,8 @@ class ImageResult(BaseModel):
         default_factory=list,
         description="What was done to this image before the model saw it, in order, one line "
         "per step: 'converted: ...' (to the model's grey or colour), 'resized: ...' (to the "
-        "model's input size); for MNIST-like digit models 'inverted: ...' (a dark digit on a light background, decided from the "
-        "image's border, turned light on dark as the model was trained, background level "
+        "model's input size); for MNIST-like digit models 'inverted: ...' (a dark digit on a "
+        "light background, decided from the image's border, turned light on dark as the model was trained, background level "
         "removed), 'fitted: ...' (not 28x28: cropped to the ink, longer side scaled to 20 px, "
         "centred on 28x28). Empty when the image was used as sent (arrays always are).",
     )
