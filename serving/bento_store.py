@@ -5,9 +5,10 @@ BentoML-specific, so it lives in the serving adapter; ``clearsight serve`` and
 
 ``import_model`` copies a registry version (``@champion`` by default) into the BentoML model
 store as ``<registered name>:v<version>-<run id>``: the ``.keras`` file plus its provenance
-(registered name and version, run id, data digests, contract hash, package versions) as model
-metadata. The tag names the exact registry entry, so importing again is a no-op and two
-registries never collide. ``build_service`` then builds the ``serving/`` service into a bento
+(registered name and version, run id, data digests, contract hash, package versions) and its
+task (input shape, class names, digit-likeness: ``clearsight.task``, under ``METADATA_KEY``)
+as model metadata, so the service knows what it serves without MLflow. The tag names the exact
+registry entry, so importing again is a no-op and two registries never collide. ``build_service`` then builds the ``serving/`` service into a bento
 pinned to that model through a bento argument; serving it needs the BentoML store only, never
 MLflow. ``bentoml export`` (``export_service``) writes one archive that also holds the model.
 
@@ -27,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from clearsight.choices import CHAMPION
 from clearsight.inference.provenance import Provenance
+from clearsight.inference.served_task import stored_task as task_in
+from clearsight.task import METADATA_KEY, ImageTask
 
 if TYPE_CHECKING:
     import keras
@@ -74,9 +77,12 @@ def model_tag(name: str, version: str, run_id: str | None) -> str:
     return f"{name.lower()}:v{version}{suffix}"
 
 
-def _metadata(provenance: Provenance) -> dict[str, Any]:
-    """Provenance as BentoML model metadata (which refuses None values)."""
-    return {k: v for k, v in provenance.to_dict().items() if v is not None}
+def _metadata(provenance: Provenance, task: ImageTask | None = None) -> dict[str, Any]:
+    """Provenance and the task as BentoML model metadata (which refuses None values)."""
+    metadata = {k: v for k, v in provenance.to_dict().items() if v is not None}
+    if task is not None:
+        metadata[METADATA_KEY] = task.to_metadata()
+    return metadata
 
 
 def import_model(settings: Settings, ref: str = CHAMPION) -> ImportedModel:
@@ -84,7 +90,7 @@ def import_model(settings: Settings, ref: str = CHAMPION) -> ImportedModel:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from clearsight.tracking.registry import describe_version, load_model_ref
+    from clearsight.tracking.registry import describe_version, load_model_ref, load_task
 
     info = describe_version(settings, ref)
     name, version, run_id, tags = info.name, info.version, info.run_id, info.run_tags
@@ -102,10 +108,12 @@ def import_model(settings: Settings, ref: str = CHAMPION) -> ImportedModel:
         registry_alias=ref if not ref.isdigit() else preferred_alias(list(info.aliases)),
         imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    task = load_task(name, version)  # the digits' for a version logged before tasks
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = load_model_ref(settings, version, Path(tmp))
         labels = {"registered_model": name, "registry_version": version, "run_id": run_id or ""}
-        with bentoml.models.create(tag, labels=labels, metadata=_metadata(provenance)) as stored:
+        metadata = _metadata(provenance, task)
+        with bentoml.models.create(tag, labels=labels, metadata=metadata) as stored:
             model.save(stored.path_of(MODEL_FILE))
     return ImportedModel(tag, provenance, created=True)
 
@@ -119,6 +127,12 @@ def preferred_alias(aliases: list[str]) -> str | None:
 
 def stored_provenance(stored: StoredModel) -> Provenance:
     return Provenance.from_dict(dict(stored.info.metadata))
+
+
+def stored_task(stored: StoredModel) -> ImageTask | None:
+    """The task stored with the model at import (None for one imported before tasks were:
+    the service then decides from the model's shapes, ``served_task``)."""
+    return task_in(dict(stored.info.metadata))
 
 
 def load_stored_model(stored: StoredModel) -> keras.Model:

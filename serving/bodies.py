@@ -37,7 +37,8 @@ MULTIPART_OPENAPI: dict[str, Any] = {
                         UPLOAD_FIELD: {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
-                            "description": "PNG or JPEG files, one digit each (either polarity).",
+                            "description": "PNG or JPEG files, one image each (any size: "
+                            "resized to the model's input).",
                         },
                         OPTIONS_FIELD: {
                             "type": "string",

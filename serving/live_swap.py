@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from clearsight.inference.predictor import Predictor
     from clearsight.inference.provenance import Provenance
+    from clearsight.task import ImageTask
 
 logger = logging.getLogger("clearsight.serving")
 
@@ -48,7 +49,7 @@ class AliasFollower:
         retry_first_seconds: float,
         retry_max_seconds: float,
         make_live: Callable[[Predictor], LiveModel],
-        make_predictor: Callable[[keras.Model, Provenance, str], Predictor],
+        make_predictor: Callable[[keras.Model, Provenance, str, ImageTask | None], Predictor],
         on_swap: Callable[[LiveModel, LiveModel], None],
         on_refusal: Callable[[str, str], None],
     ) -> None:

@@ -3,8 +3,9 @@ the traffic log, and the per-image bounds of the model being served.
 
 The bounds come from the served version's own training reference
 (``monitoring/reference.npz`` of its MLflow run) when the service follows the registry
-(MLflow is there); a pinned bento, which runs without MLflow, uses the bounds of the embedded
-MNIST digits shipped with the library, and the log says which. The monitor (``clearsight
+(MLflow is there); a pinned bento, which runs without MLflow, uses the default bounds shipped
+with the library for the task's channels (``default_bounds(channels=...)``), and the log says
+which. The monitor (``clearsight
 monitor`` or the ``monitor`` flow) writes its latest scores (``DriftScores``, the file
 ``<traffic_dir>/drift.json``); a daemon thread here reads that record into gauges every few
 seconds, so a scrape never reads a file.
@@ -12,6 +13,7 @@ seconds, so a scrape never reads a file.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -29,6 +31,7 @@ from clearsight.monitoring.reference import ARTIFACT
 from clearsight.monitoring.requests import RequestMonitor, default_bounds
 from clearsight.monitoring.scores import SCORES_FILE, DriftScores
 from clearsight.monitoring.traffic import TrafficLog
+from clearsight.task import DIGITS, ImageTask
 
 logger = logging.getLogger("clearsight.serving")
 
@@ -76,11 +79,14 @@ class ServiceMonitoring:
         self._scores_mtime = 0.0
         self._refresher: threading.Thread | None = None
 
-    def monitor_for(self, provenance: Provenance, follows_registry: bool) -> RequestMonitor:
-        """The request monitor of one served version (bounds from its training reference)."""
+    def monitor_for(
+        self, provenance: Provenance, follows_registry: bool, task: ImageTask = DIGITS
+    ) -> RequestMonitor:
+        """The request monitor of one served version (bounds from its training reference,
+        else the shipped defaults for ``task``'s channels)."""
         bounds = self._run_bounds(provenance) if follows_registry else None
         if bounds is None:
-            bounds = default_bounds()
+            bounds = fallback_bounds(task)
         logger.info(
             "out-of-distribution bounds for v%s: %s; traffic log %s",
             provenance.version,
@@ -144,6 +150,17 @@ class ServiceMonitoring:
         for test, score in scores.tests.items():
             DRIFT_SCORE.labels(test=test).set(score)
         DRIFT_DETECTED.set(float(scores.drifted))
+
+
+def fallback_bounds(task: ImageTask) -> Bounds:
+    """The shipped default bounds for ``task``'s channels.
+
+    NOTE(c-explain): ``default_bounds(channels=...)`` comes with c-explain's per-channel
+    features; until it is merged the grey defaults are all there is, so the keyword is passed
+    only when the signature takes it."""
+    if "channels" in inspect.signature(default_bounds).parameters:
+        return default_bounds(channels=task.channels)  # type: ignore[call-arg, unused-ignore]
+    return default_bounds()
 
 
 def count_checks(failed: list[list[OutOfBounds]]) -> None:

@@ -8,6 +8,7 @@ Wiring only: each route validates with the library's schemas, calls the service'
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,7 +96,8 @@ def json_response(model: Any, status: int = 200) -> Response:
 
 app = FastAPI(
     title="clearsight",
-    description="Predictions and explanations of the registry's champion digit classifier.",
+    description="Predictions and explanations of the registry's champion image classifier "
+    "(the embedded MNIST digits by default; /metadata says which task it serves).",
     # BentoML serves the Swagger UI at / from /docs.json: its merge of BentoML's endpoints with
     # these routes, labelled OpenAPI 3.0.2 although FastAPI's schemas are 3.1.
     docs_url=None,
@@ -117,7 +119,7 @@ oip_router = APIRouter(
     responses=ERRORS,
     openapi_extra=bodies.MULTIPART_OPENAPI,
     tags=["clearsight"],
-    summary="Predict digits; explain the predictions",
+    summary="Classify images; explain the predictions",
 )
 async def predict(
     body: Annotated[PredictRequest, Body(openapi_examples=example_requests())],
@@ -134,7 +136,7 @@ async def predict(
     response_model=ActivationsResponse,
     responses=ERRORS,
     tags=["clearsight"],
-    summary="Activation maps of every conv and pool layer for one digit",
+    summary="Activation maps of every conv and pool layer for one image",
 )
 async def layer_activations(body: ActivationsRequest) -> Response:
     """What each layer 'sees': the channels of conv1, pool1, conv2 and pool2 as PNG strips."""
@@ -149,7 +151,7 @@ async def layer_activations(body: ActivationsRequest) -> Response:
     tags=["clearsight"],
     dependencies=API_KEY,
     status_code=202,
-    summary="Send the right answers: labelled digits for the next retrain",
+    summary="Send the right answers: labelled images for the next retrain",
 )
 async def feedback(request: Request, body: FeedbackRequest) -> Response:
     """Images (as for /predict) with their true labels and the ``request_id`` of the /predict
@@ -166,8 +168,16 @@ async def feedback(request: Request, body: FeedbackRequest) -> Response:
     state.feedback_limiter().admit(caller, len(body.images))
     folder = state.settings.incoming_dir
     assert folder is not None
+    task = state.holder.current.predictor.task  # the served model's: labels, image shape
     answer = await anyio.to_thread.run_sync(
-        record_feedback, body, folder, state.monitoring.answers, config.feedback_max_age_s
+        partial(
+            record_feedback,
+            body,
+            folder,
+            state.monitoring.answers,
+            config.feedback_max_age_s,
+            task=task,
+        )
     )
     return json_response(answer, 202)
 
@@ -258,8 +268,10 @@ OIP = {"responses": ERRORS, "tags": ["open inference protocol"]}
 @oip_router.get("/models/{name}", response_model=oip.ModelMetadata, **OIP)
 @oip_router.get("/models/{name}/versions/{version}", response_model=oip.ModelMetadata, **OIP)
 async def model_metadata(name: str, version: str | None = None) -> oip.ModelMetadata:
-    """The model's tensors; with a version, 404 unless that version is the one served."""
-    return oip.model_metadata(*_model(live_model(), name, version))
+    """The model's tensors (input ``[-1, H, W, C]`` of the served task); with a version, 404
+    unless that version is the one served."""
+    live = live_model()
+    return oip.model_metadata(*_model(live, name, version), live.predictor.task)
 
 
 @oip_router.get("/models/{name}/ready", **OIP)
@@ -281,6 +293,7 @@ async def _infer(
         model_version=model_version,
         forward=live.forward,
         attribute=live.predictor.attribution_maps,
+        task=live.predictor.task,
     )
     if header_length is None:
         return Response(content, media_type=JSON)

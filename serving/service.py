@@ -35,7 +35,7 @@ from clearsight.inference.scheduling import FairScheduler
 from clearsight.inference.schemas import ExplainOptions, ImageInput, PredictRequest, PredictResponse
 from clearsight.offline import QUIET_ENVIRONMENT, quiet_output
 from serving.batching import AdaptiveBatcher
-from serving.bento_store import load_stored_model, stored_provenance
+from serving.bento_store import load_stored_model, stored_provenance, stored_task
 from serving.errors import error_response
 from serving.event_loop import choose_event_loop
 from serving.guards import ServiceGuard
@@ -49,6 +49,7 @@ from serving.shedding import LoadShedder
 
 if TYPE_CHECKING:
     from clearsight.inference.predictor import Predictor
+    from clearsight.task import ImageTask
 
 quiet_output()  # an entry point: before the model (and TensorFlow's C++ log) loads
 
@@ -102,6 +103,7 @@ class Clearsight:
             load_stored_model(self.stored_model),
             stored_provenance(self.stored_model),
             str(self.stored_model.tag),
+            stored_task(self.stored_model),
         )
         holder = ModelHolder(self.live(predictor), following=SERVER.follow_alias)
         follower = None
@@ -121,7 +123,11 @@ class Clearsight:
         self.state = ServiceState(SETTINGS, holder, monitoring, follower)
         threading.Thread(target=self._warm_up, name="clearsight-warm-up", daemon=True).start()
 
-    def new_predictor(self, model: Any, provenance: Provenance, source: str) -> Predictor:
+    def new_predictor(
+        self, model: Any, provenance: Provenance, source: str, task: ImageTask | None = None
+    ) -> Predictor:
+        """A predictor of one version; its task (shape, class names) is the model's own,
+        named by ``task`` (the stored one), so a swap brings its task with it."""
         from clearsight.inference.predictor import Predictor
 
         predictor = Predictor(
@@ -133,8 +139,11 @@ class Clearsight:
             budget=ExplainBudget(SERVER.max_explain_units, SERVER.explain_over_budget),
             chunk_units=SERVER.explain_chunk_units,
             scheduler=self.explain_scheduler,  # one for every version: swaps share the workers
+            task=task,
         )
-        predictor.monitor = self.monitoring.monitor_for(provenance, bool(SERVER.follow_alias))
+        predictor.monitor = self.monitoring.monitor_for(
+            provenance, bool(SERVER.follow_alias), predictor.task
+        )
         return predictor
 
     @staticmethod
@@ -178,7 +187,8 @@ class Clearsight:
     # -- typed BentoML APIs: bentoml.SyncHTTPClient(url).classify(images=[...]) ------------
     @bentoml.api(route="/classify")
     async def classify(self, images: list[ImageInput]) -> PredictResponse:
-        """Labels, confidences and probabilities of a batch of digits (no explanations)."""
+        """Labels (with class names), confidences and probabilities of a batch of images of
+        the model's size, or encoded images resized to it (no explanations)."""
         return await self.answer(PredictRequest(images=images, explain=False))
 
     @bentoml.api(route="/explain")

@@ -1,10 +1,15 @@
-// clearsight web page: draw or upload a digit, call the public HTTP API, show the prediction,
-// the explanation overlays and the activation maps. No build step, no dependencies.
+// clearsight web page: draw a digit or upload an image, call the public HTTP API, show the
+// prediction, the explanation overlays and the activation maps. No build step, no dependencies.
+// What the page offers follows the served model's task (/metadata): a drawing pad for
+// digit-like models, an image upload for every model (the service resizes it and says so).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
 const ctx = pad.getContext("2d");
+// The served task (/metadata's task); until it is known the page is the digits' page.
+let task = { class_names: ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"], digit_like: true };
+let uploaded = null; // the chosen file as a data URL, for models without the drawing pad
 
 function clearPad() {
   ctx.fillStyle = "#000";
@@ -34,12 +39,43 @@ pad.addEventListener("pointermove", (event) => {
 });
 ["pointerup", "pointercancel"].forEach((name) => pad.addEventListener(name, () => { drawing = false; }));
 
+function usesPad() {
+  return Boolean(task.digit_like);
+}
+
+// Digit-like models: the pad (an upload is drawn onto it). Any other model: the upload only,
+// sent as the file itself, so the service sees the image at its own size and colours.
+function applyTask(served) {
+  task = served;
+  const pad_ = usesPad();
+  $("draw").hidden = !pad_;
+  $("clear").hidden = !pad_;
+  $("picked").hidden = pad_;
+  $("draw-title").textContent = pad_ ? "1. Draw a digit" : "1. Upload an image";
+  $("upload-label").textContent = pad_ ? "or upload an image" : "an image (PNG or JPEG)";
+  const size = `${served.width}x${served.height} ${served.channels === 3 ? "colour" : "grey"}`;
+  $("preview-note").textContent = `the model takes ${size} images; others are resized`;
+  const truth = $("truth");
+  truth.replaceChildren(...served.class_names.map((name, index) => {
+    const option = document.createElement("option");
+    option.value = String(index);
+    option.textContent = name;
+    return option;
+  }));
+}
+
 $("clear").addEventListener("click", clearPad);
-// An upload fills the pad as it is; a dark digit on a light background is turned light on dark
-// by the service, which says so under the prediction.
+// On the pad, an upload fills it as it is; a dark digit on a light background is turned light
+// on dark by the service, which says so under the prediction.
 $("upload").addEventListener("change", () => {
   const file = $("upload").files[0];
   if (!file) return;
+  if (!usesPad()) {
+    const reader = new FileReader();
+    reader.onload = () => { uploaded = reader.result; $("preview").src = uploaded; };
+    reader.readAsDataURL(file);
+    return;
+  }
   const image = new Image();
   image.onload = () => { clearPad(); ctx.drawImage(image, 0, 0, pad.width, pad.height); };
   image.src = URL.createObjectURL(file);
@@ -65,17 +101,20 @@ async function call(path, body, key = undefined) {
   return payload;
 }
 
-function showBars(probabilities, label) {
+// One bar per class, named; past 10 classes only the most probable ones (top_classes).
+function showBars(result) {
   const bars = $("bars");
   bars.replaceChildren();
-  probabilities.forEach((p, digit) => {
+  const rows = result.probabilities.length > 10 ? result.top_classes
+    : result.probabilities.map((p, index) => ({ index, name: task.class_names[index] ?? String(index), probability: p }));
+  rows.forEach(({ index, name: className, probability: p }) => {
     const name = document.createElement("b");
-    name.textContent = digit;
+    name.textContent = className;
     const bar = document.createElement("div");
     bar.className = "bar";
     const fill = document.createElement("span");
     fill.style.width = `${(100 * p).toFixed(1)}%`;
-    if (digit === label) fill.style.background = "#0a7d3b";
+    if (index === result.label) fill.style.background = "#0a7d3b";
     bar.append(fill);
     const value = document.createElement("span");
     value.textContent = `${(100 * p).toFixed(1)}%`;
@@ -124,7 +163,7 @@ function showExplanations(result) {
     const substituted = e.method !== e.requested_method ? ` (instead of ${e.requested_method})` : "";
     const quality = gap == null ? "" : `, completeness gap ${(100 * gap).toFixed(2)}%`;
     box.append(figure(`data:image/png;base64,${e.png_overlay}`,
-      `${e.method}${substituted} for class ${e.target}${quality}, ${e.timing.compute_ms.toFixed(0)} ms`,
+      `${e.method}${substituted} for class ${e.target_name ?? e.target}${quality}, ${e.timing.compute_ms.toFixed(0)} ms`,
       "overlay"));
   }
   for (const warning of result.warnings || []) setStatus(warning);
@@ -146,7 +185,11 @@ async function showActivations(image) {
 
 $("predict").addEventListener("click", async () => {
   const methods = [...document.querySelectorAll("#methods input:checked")].map((box) => box.value);
-  const image = { kind: "base64", data: pad.toDataURL("image/png") };
+  if (!usesPad() && !uploaded) {
+    setStatus("Choose an image to upload first.", true);
+    return;
+  }
+  const image = { kind: "base64", data: usesPad() ? pad.toDataURL("image/png") : uploaded };
   const explain = methods.length ? { methods, encodings: ["png_overlay"] } : false;
   $("predict").disabled = true;
   setStatus("asking the model…");
@@ -155,11 +198,11 @@ $("predict").addEventListener("click", async () => {
     const result = payload.results[0];
     if (result.status === "error") throw new Error(result.error);
     $("verdict").innerHTML = "";
-    $("verdict").append(`${result.label} `);
+    $("verdict").append(`${result.class_name ?? result.label} `);
     const small = document.createElement("small");
     small.textContent = `${(100 * result.confidence).toFixed(1)}% confident`;
     $("verdict").append(small);
-    showBars(result.probabilities, result.label);
+    showBars(result);
     offerFeedback(image, result.label, payload.request_id);
     showPreprocessing(result);
     showExplanations(result);
@@ -214,6 +257,7 @@ async function loadMetadata() {
     run.textContent = meta.run_id || "unknown";
     if (meta.mlflow_run_url) { run.href = meta.mlflow_run_url; run.target = "_blank"; }
     line.append(run);
+    if (meta.task && meta.task.class_names) applyTask(meta.task);
   } catch (error) {
     $("model").textContent = `model metadata unavailable: ${error.message}`;
   }

@@ -96,7 +96,7 @@ def serve(
 @app.command()
 def predict(
     images: Annotated[
-        list[Path], typer.Argument(exists=True, dir_okay=False, help="PNG/JPEG digits.")
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="PNG/JPEG images.")
     ],
     explain: Annotated[
         bool, typer.Option("--explain", help="Also explain (IG + Grad-CAM overlays).")
@@ -135,6 +135,9 @@ def predict(
             status = result["status"] + (f": {result['error']}" if result["error"] else "")
             confidence = "" if result["confidence"] is None else f"{result['confidence']:.1%}"
             label = "" if result["label"] is None else str(result["label"])
+            name = result.get("class_name")
+            if name and name != label:  # a model of named classes: say the name with the index
+                label = f"{label} {name}"
             table.add_row(str(images[result["index"]]), status, label, confidence, explained)
         console.print(table)
         for result in answer["results"]:

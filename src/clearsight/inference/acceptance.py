@@ -1,6 +1,6 @@
 """Before a model version takes traffic: is this loaded copy the model that was trained?
 
-Every training run logs its explanation panel (fixed holdout digits) with the model's own
+Every training run logs its explanation panel (fixed holdout images) with the model's own
 probabilities on them (``ARTIFACT``). A service about to swap to that version recomputes them
 on the copy it loaded and compares: a corrupted artifact, a wrong version, a broken backend or
 a numerically different build all show up as disagreeing predictions, before any user sees
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from clearsight.digits import to_model_input
+from clearsight.task import to_model_input
 
 if TYPE_CHECKING:
     import keras
@@ -27,11 +27,11 @@ PROBABILITY_TOLERANCE = 1e-3  # float32 kernels may differ across hosts by ~1e-6
 
 @dataclass(frozen=True)
 class Panel:
-    """Fixed holdout digits, their labels, and the trained model's probabilities on them."""
+    """Fixed holdout images, their labels, and the trained model's probabilities on them."""
 
-    images: np.ndarray  # uint8 (N, 28, 28)
+    images: np.ndarray  # uint8 (N, H, W) grey or (N, H, W, 3) colour: the task's stored shape
     labels: np.ndarray  # int (N,)
-    probabilities: np.ndarray  # float (N, 10)
+    probabilities: np.ndarray  # float (N, classes)
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,12 +99,24 @@ def model_input(panel: Panel) -> np.ndarray:
 
 
 def verify(model: keras.Model, panel: Panel, max_gap: float) -> Acceptance:
-    """Run the checks on a loaded Keras ``model``: panel predictions and IG completeness."""
+    """Run the checks on a loaded Keras ``model``: panel predictions and IG completeness.
+
+    A panel whose images do not fit the model's input (another task's panel) fails with that
+    reason, not a Keras error."""
     from clearsight.choices import INTEGRATED_GRADIENTS
     from clearsight.explain import explain, model_gradients
     from clearsight.explain.gradients import PROBABILITIES
 
     x = model_input(panel)
+    wanted = tuple(model.input_shape[1:])
+    if x.shape[1:] != wanted:
+        return Acceptance(
+            False,
+            [
+                f"the panel's images are {x.shape[1:]}, the model takes {wanted}: not the "
+                "model this panel was logged with"
+            ],
+        )
     probabilities = model_gradients(model).scores(x, PROBABILITIES)
     gaps = explain(model, x, INTEGRATED_GRADIENTS).completeness_gap
     return check(np.asarray(probabilities, np.float64), panel, np.asarray(gaps), max_gap)

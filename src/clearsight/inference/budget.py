@@ -15,7 +15,7 @@ where a method's evaluations per (image, target) and its weight are (``METHOD_CO
 | grad_cam | 1 | 1 | one gradient at the last conv layer |
 | integrated_gradients | steps + 1 (trapezoid) | 1 | one gradient per path point |
 | smoothgrad | samples | 1 | one gradient per noisy copy |
-| occlusion | windows (13 x 13 = 169 at window 4, stride 2) | 0.5 | forward passes only |
+| occlusion | windows (13 x 13 = 169 at window 4, stride 2 on 28x28) | 0.5 | forward passes only |
 | shap | nsamples | 6 | expected gradients plus SHAP's per-call set-up (~100 ms a chunk) |
 
 Weights were measured on the seed CNN on 2 cores (docs/benchmarks.md). A method that a
@@ -46,12 +46,15 @@ from clearsight.choices import (
     SMOOTHGRAD,
     MethodName,
 )
-from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import RequestError
 from clearsight.inference.schemas import ExplainOptions
+from clearsight.task import DIGITS
 
 OverBudget = Literal["refuse", "degrade"]
 FALLBACK: MethodName = SALIENCY
+# (height, width) of the explained images: occlusion's windows depend on it.
+Size = tuple[int, int]
+DIGIT_SIZE: Size = (DIGITS.height, DIGITS.width)
 
 
 @dataclass(frozen=True)
@@ -81,26 +84,34 @@ def _library_default(method: str, name: str) -> Any:
     return inspect.signature(get_method(method).function).parameters[name].default
 
 
-def occlusion_windows(window: int, stride: int, size: int = IMAGE_SIZE) -> int:
-    """Window positions of occlusion on a size x size image (see ``occlusion_masks``)."""
-    starts = list(range(0, max(size - window, 0) + 1, stride))
-    if starts[-1] + window < size:
-        starts.append(size - window)
-    return len(starts) ** 2
+def window_starts(window: int, stride: int, side: int) -> int:
+    """Window positions of occlusion along one side (see ``occlusion_masks``)."""
+    starts = list(range(0, max(side - window, 0) + 1, stride))
+    if starts[-1] + window < side:
+        starts.append(side - window)
+    return len(starts)
 
 
-def method_units(method: str, params: Mapping[str, Any] | None = None) -> float:
-    """Units of ``method`` for one (image, target) with ``params`` (library defaults for the
-    ones not given)."""
+def occlusion_windows(window: int, stride: int, size: int | Size = DIGIT_SIZE) -> int:
+    """Window positions of occlusion on an image of ``size`` (a side, or (height, width))."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return window_starts(window, stride, height) * window_starts(window, stride, width)
+
+
+def method_units(
+    method: str, params: Mapping[str, Any] | None = None, *, size: Size = DIGIT_SIZE
+) -> float:
+    """Units of ``method`` for one (image, target) of ``size`` (height, width) with ``params``
+    (library defaults for the ones not given)."""
     cost = METHOD_COSTS[method]
     params = params or {}
     if method == OCCLUSION:
         from clearsight.explain.methods import occlusion_window  # defaults follow the size
 
-        default_window, default_stride = occlusion_window(IMAGE_SIZE, IMAGE_SIZE)
+        default_window, default_stride = occlusion_window(*size)
         window = params.get("window") or default_window
         stride = params.get("stride") or default_stride
-        return cost.weight * occlusion_windows(int(window), int(stride))
+        return cost.weight * occlusion_windows(int(window), int(stride), size)
     if cost.parameter is None:
         return cost.weight
     value = params.get(cost.parameter, _library_default(method, cost.parameter))
@@ -144,16 +155,18 @@ def request_cost(
     options: ExplainOptions,
     images: int,
     substitutions: Mapping[str, str] | None = None,
+    *,
+    size: Size = DIGIT_SIZE,
 ) -> Cost:
-    """The cost of explaining ``images`` images with ``options``; ``substitutions`` maps a
-    requested method to the one that runs instead (each method run counts once)."""
+    """The cost of explaining ``images`` images of ``size`` with ``options``; ``substitutions``
+    maps a requested method to the one that runs instead (each method run counts once)."""
     substitutions = substitutions or {}
     per_method: dict[str, float] = {}
     for requested in options.methods:
         served = substitutions.get(requested, requested)
         if served not in per_method:
             params = _parameters(served, options) if served == requested else {}
-            per_method[served] = method_units(served, params)
+            per_method[served] = method_units(served, params, size=size)
     return Cost(images, targets_per_image(options), per_method)
 
 
@@ -204,10 +217,12 @@ def over_budget(cost: Cost, limit: int) -> RequestError:
     )
 
 
-def plan(options: ExplainOptions, images: int, budget: ExplainBudget) -> BudgetPlan:
-    """Fit ``options`` for ``images`` images into ``budget``: unchanged when within it; else
-    refused (``RequestError`` 422) or reduced in the documented order, per the policy."""
-    requested = request_cost(options, images)
+def plan(
+    options: ExplainOptions, images: int, budget: ExplainBudget, *, size: Size = DIGIT_SIZE
+) -> BudgetPlan:
+    """Fit ``options`` for ``images`` images of ``size`` into ``budget``: unchanged when within
+    it; else refused (``RequestError`` 422) or reduced in the documented order, per the policy."""
+    requested = request_cost(options, images, size=size)
     if requested.units <= budget.max_units:
         return BudgetPlan(options, {}, [], requested.units, requested.units, budget.max_units)
     if budget.over_budget == "refuse":
@@ -216,17 +231,21 @@ def plan(options: ExplainOptions, images: int, budget: ExplainBudget) -> BudgetP
     substitutions: dict[str, str] = {}
     reductions: list[str] = []
     for step in (_fewer_steps, _fewer_targets, _cheaper_methods):
-        current, substitutions = step(current, substitutions, images, budget.max_units, reductions)
-        if request_cost(current, images, substitutions).units <= budget.max_units:
-            final = request_cost(current, images, substitutions).units
+        current, substitutions = step(
+            current, substitutions, images, budget.max_units, reductions, size
+        )
+        if request_cost(current, images, substitutions, size=size).units <= budget.max_units:
+            final = request_cost(current, images, substitutions, size=size).units
             return BudgetPlan(
                 current, substitutions, reductions, requested.units, final, budget.max_units
             )
-    raise over_budget(request_cost(current, images, substitutions), budget.max_units)
+    raise over_budget(request_cost(current, images, substitutions, size=size), budget.max_units)
 
 
-def _units(options: ExplainOptions, images: int, substitutions: Mapping[str, str]) -> float:
-    return request_cost(options, images, substitutions).units
+def _units(
+    options: ExplainOptions, images: int, substitutions: Mapping[str, str], size: Size
+) -> float:
+    return request_cost(options, images, substitutions, size=size).units
 
 
 def _above_floor(method: str, options: ExplainOptions) -> bool:
@@ -241,11 +260,12 @@ def _fewer_steps(
     images: int,
     limit: int,
     reductions: list[str],
+    size: Size = DIGIT_SIZE,
 ) -> tuple[ExplainOptions, dict[str, str]]:
     """Halve the step parameter that costs most, again and again, down to each floor."""
     original = {m: _parameters(m, options) for m in options.methods}
-    while _units(options, images, substitutions) > limit:
-        cost = request_cost(options, images, substitutions)
+    while _units(options, images, substitutions, size) > limit:
+        cost = request_cost(options, images, substitutions, size=size)
         reducible = [
             m
             for m, _ in sorted(cost.per_method.items(), key=lambda item: -item[1])
@@ -276,10 +296,11 @@ def _fewer_targets(
     images: int,
     limit: int,
     reductions: list[str],
+    size: Size = DIGIT_SIZE,
 ) -> tuple[ExplainOptions, dict[str, str]]:
     """As many targets per image as fit (at least one): top-k gets a smaller k, explicit
     classes keep the first ones listed."""
-    cost = request_cost(options, images, substitutions)
+    cost = request_cost(options, images, substitutions, size=size)
     if cost.units <= limit or cost.targets <= 1:
         return options, substitutions
     per_target = cost.units / cost.targets
@@ -299,12 +320,13 @@ def _cheaper_methods(
     images: int,
     limit: int,
     reductions: list[str],
+    size: Size = DIGIT_SIZE,
 ) -> tuple[ExplainOptions, dict[str, str]]:
     """Replace methods by saliency, the most expensive per (image, target) first."""
     substitutions = dict(substitutions)
-    cost = request_cost(options, images, substitutions)
+    cost = request_cost(options, images, substitutions, size=size)
     for method, _ in sorted(cost.per_method.items(), key=lambda item: -item[1]):
-        if _units(options, images, substitutions) <= limit:
+        if _units(options, images, substitutions, size) <= limit:
             break
         if method == FALLBACK:
             continue

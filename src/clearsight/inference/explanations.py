@@ -97,8 +97,12 @@ def encode_explanation(
     requested: MethodName,
     served: MethodName,
     options: ExplainOptions,
+    class_names: tuple[str, ...] | None = None,
 ) -> Explanation:
-    """One row of an attribution as the API's ``Explanation``, in the requested encodings."""
+    """One row of an attribution as the API's ``Explanation``, in the requested encodings.
+
+    ``image``: the explained image as the overlay draws it, (H, W) grey or (H, W, 3) colour
+    in 0-1 (``overlay_image``); ``class_names`` name the target."""
     start = time.perf_counter()
     values = attribution.maps[row]
     polarity = get_method(served).ranking
@@ -124,10 +128,12 @@ def encode_explanation(
             attribution_sum=float(attribution.attribution_sum[row]),
             completeness_gap=float(attribution.completeness_gap[row]),
         )
+    target = int(attribution.targets[row])
     return Explanation(
         method=served,
         requested_method=requested,
-        target=int(attribution.targets[row]),
+        target=target,
+        target_name=class_names[target] if class_names and target < len(class_names) else None,
         polarity=polarity,
         quality=quality,
         params=attribution.params,
@@ -164,8 +170,10 @@ class BatchExplanation:
         *,
         substitutions: Mapping[str, str] | None = None,
         chunk_units: float | None = None,
+        class_names: tuple[str, ...] | None = None,
     ) -> None:
         self.model, self.x, self.options, self.costs = model, x, options, costs
+        self.class_names = class_names
         self.substitutions = dict(substitutions or {})
         n_images = len(x)
         targets, self.target_kwargs, self.per_image = target_spec(options)
@@ -193,7 +201,9 @@ class BatchExplanation:
         n = len(self.x)
         if self.chunk_units is None or n == 0:
             return [slice(0, n)]
-        per_image = self.per_image * method_units(method, method_parameters(method, self.options))
+        size = (int(self.x.shape[1]), int(self.x.shape[2]))
+        params = method_parameters(method, self.options)
+        per_image = self.per_image * method_units(method, params, size=size)
         step = max(1, int(self.chunk_units // max(per_image, 1e-9)))
         return [slice(start, min(start + step, n)) for start in range(0, n, step)]
 
@@ -273,7 +283,13 @@ class BatchExplanation:
             try:
                 self.explanations[index].append(
                     encode_explanation(
-                        attribution, row, self.x[index, ..., 0], requested, served, self.options
+                        attribution,
+                        row,
+                        overlay_image(self.x[index]),
+                        requested,
+                        served,
+                        self.options,
+                        self.class_names,
                     )
                 )
             except ValueError as err:
@@ -283,6 +299,13 @@ class BatchExplanation:
 
     def result(self) -> ExplainedBatch:
         return ExplainedBatch(self.explanations, self.warnings, self.methods_ms, self.computed)
+
+
+def overlay_image(image: np.ndarray) -> np.ndarray:
+    """One model input (H, W, C) as the overlay's background: (H, W) grey, (H, W, 3) RGB.
+
+    Colour images are drawn in colour (``render.overlay_png`` takes (H, W, 3))."""
+    return image[..., 0] if image.shape[-1] == 1 else image
 
 
 def concat_attributions(parts: list[tuple[int, Attribution]]) -> Attribution:
@@ -318,8 +341,9 @@ def explain_batch(
     *,
     substitutions: Mapping[str, str] | None = None,
     chunk_units: float | None = None,
+    class_names: tuple[str, ...] | None = None,
 ) -> ExplainedBatch:
-    """Explain every image of ``x`` (N, 28, 28, 1) with the requested methods and budget,
+    """Explain every image of ``x`` (N, H, W, C) with the requested methods and budget,
     all chunks in this thread (see ``BatchExplanation``)."""
     job = BatchExplanation(
         model,
@@ -329,6 +353,7 @@ def explain_batch(
         probabilities,
         substitutions=substitutions,
         chunk_units=chunk_units,
+        class_names=class_names,
     )
     for chunk in job.chunks():
         chunk()

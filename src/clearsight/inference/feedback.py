@@ -1,8 +1,10 @@
-"""``POST /feedback``: digits with their true labels, turned into one incoming batch.
+"""``POST /feedback``: images with their true labels, turned into one incoming batch.
 
-The request takes the same image encodings as ``/predict`` (28x28 arrays with a scale, base64
-PNG/JPEG of either polarity, prepared the same way), so what a user corrects is exactly what
-the model saw. Unlike a prediction, feedback is all or nothing: a training batch with a wrong
+The request takes the same image encodings as ``/predict`` (arrays of the served task's shape
+with a scale, base64 PNG/JPEG prepared the same way for the served task), so what a user
+corrects is exactly what the model saw. Labels are class indices of the served task; the batch
+is written with that task (``write_feedback_batch(task=...)``), so ingest knows its shape and
+class names. Unlike a prediction, feedback is all or nothing: a training batch with a wrong
 image in it is worse than none, so one unreadable image refuses the request (422, naming it).
 
 Feedback must name the prediction it corrects: each image's request id (one for all, or one
@@ -16,6 +18,7 @@ check at ingest (``clearsight.data.label_check``).
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,11 +28,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clearsight.data.feedback import write_feedback_batch
-from clearsight.digits import PIXEL_MAX
 from clearsight.errors import ImageError, RequestError
 from clearsight.inference.images import decode_base64, from_array
 from clearsight.inference.schemas import ArrayImage, ClassIndex, ImageInput
 from clearsight.monitoring.answers import Answer, image_digest
+from clearsight.task import DIGITS, PIXEL_MAX, ImageTask
 
 # The schema's ceiling; the operator's limit (serving.feedback_max_images) is applied first
 # and is lower by default, answered with 413 rather than a validation error.
@@ -43,7 +46,9 @@ class FeedbackRequest(BaseModel):
 
     images: list[ImageInput] = Field(min_length=1, max_length=MAX_FEEDBACK_IMAGES)
     labels: list[ClassIndex] = Field(
-        min_length=1, max_length=MAX_FEEDBACK_IMAGES, description="The true digit per image."
+        min_length=1,
+        max_length=MAX_FEEDBACK_IMAGES,
+        description="The true class index per image (of /metadata's class_names).",
     )
     request_id: str | None = Field(
         default=None,
@@ -147,15 +152,31 @@ class FeedbackResponse(BaseModel):
     status: str = "queued"
 
 
-def decode_feedback(request: FeedbackRequest) -> np.ndarray:
-    """Every image as uint8 (N, 28, 28), prepared as /predict prepares it; 422 if any is bad."""
+def check_labels(labels: Sequence[int], task: ImageTask) -> None:
+    """400 when a label is no class of the served task (the schema allows any model's)."""
+    wrong = [(i, label) for i, label in enumerate(labels) if label >= task.n_classes]
+    if wrong:
+        index, label = wrong[0]
+        raise RequestError(
+            400,
+            "invalid_request",
+            f"labels.{index}: no class {label}; the served model has classes "
+            f"0-{task.n_classes - 1} ({', '.join(task.class_names[:5])}"
+            f"{', ...' if task.n_classes > 5 else ''})",
+            [{"loc": ["labels", i], "msg": f"classes 0-{task.n_classes - 1}"} for i, _ in wrong],
+        )
+
+
+def decode_feedback(request: FeedbackRequest, task: ImageTask = DIGITS) -> np.ndarray:
+    """Every image as uint8 (N, *task.stored_shape), prepared as /predict prepares it; 422 if
+    any is bad."""
     images, bad = [], []
     for index, item in enumerate(request.images):
         try:
             if isinstance(item, ArrayImage):
-                images.append(from_array(item.data, item.scale))
+                images.append(from_array(item.data, item.scale, task))
             else:
-                images.append(decode_base64(item.data))
+                images.append(decode_base64(item.data, task))
         except ImageError as err:
             bad.append({"index": index, "error": str(err)})
     if bad:
@@ -175,10 +196,14 @@ def record_feedback(
     answers: AnswerLookup,
     max_age_s: float,
     now: float | None = None,
+    *,
+    task: ImageTask = DIGITS,
 ) -> FeedbackResponse:
-    """Decode every image, match each with the answer it corrects, and write the batch with
-    those answers; any failure refuses the whole request and writes nothing."""
-    pixels = decode_feedback(request)
+    """Decode every image for the served ``task``, match each with the answer it corrects, and
+    write the batch with those answers; any failure refuses the whole request and writes
+    nothing."""
+    check_labels(request.labels, task)
+    pixels = decode_feedback(request, task)
     ids = request.ids()
     matched = match_answers(pixels, ids, answers, max_age_s, now)
     served: dict[str, np.ndarray] = {
@@ -186,5 +211,14 @@ def record_feedback(
         "served_confidence": np.array([a.confidence for a in matched], dtype=np.float32),
         "served_version": np.array([a.model_version for a in matched], dtype=str),
     }
-    written = write_feedback_batch(folder, pixels, request.labels, list(ids), served)
+    extra = {"task": task} if _takes_task() else {}
+    written = write_feedback_batch(folder, pixels, request.labels, list(ids), served, **extra)
     return FeedbackResponse(batch=written.name, count=written.count)
+
+
+def _takes_task() -> bool:
+    """Whether ``write_feedback_batch`` records the task (a-data's ``task=``).
+
+    TODO(lead): once a-data's ``write_feedback_batch(task=)`` is merged, pass ``task=task``
+    unconditionally and drop this check."""
+    return "task" in inspect.signature(write_feedback_batch).parameters

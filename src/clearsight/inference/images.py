@@ -1,11 +1,15 @@
-"""Request images -> float32 (28, 28) in 0-1, the model's input; each problem one ``ImageError``.
+"""Request images -> the served task's pixels in 0-1; each problem one ``ImageError``.
 
-Arrays must already be 28x28 and say their scale; they are taken as given. Encoded PNG/JPEG
-images of any size are what people make, so they are brought to the training distribution
-(``clearsight.data.sources.prepare_gray``): grayscale, dark-on-light digits turned light on
-dark (``clearsight.data.polarity``, decided from the image's border), then, unless already
-28x28, cropped to the ink and centred like MNIST. Each step taken is reported with the image.
-Nothing else is repaired: NaN, out-of-range values and odd shapes are refused.
+Pixels of one image are float32 in 0-1 in the task's stored shape: (H, W) for grey tasks,
+(H, W, 3) for colour ones (``ImageTask.stored_shape``); ``to_batch`` makes the model's
+(N, H, W, C). Arrays must already have that shape and say their scale; they are taken as
+given. Encoded PNG/JPEG images of any size and mode are what people make, so they are brought
+to the task: converted to its mode (grey or RGB) and resized (bilinear) to its size. Only for
+MNIST-like digit tasks (``ImageTask.digit_like``, grey) are they brought to the training
+distribution instead (``clearsight.data.sources.prepare_gray``): dark-on-light digits turned
+light on dark (decided from the image's border), then, unless already 28x28, cropped to the
+ink and centred like MNIST. Each step taken is reported with the image. Nothing else is
+repaired: NaN, out-of-range values and odd shapes are refused.
 """
 
 from __future__ import annotations
@@ -19,22 +23,33 @@ from dataclasses import dataclass
 import numpy as np
 
 from clearsight.data.sources import prepare_gray
-from clearsight.digits import IMAGE_SIZE, SCALE_MAX, to_model_input
 from clearsight.errors import ImageError
+from clearsight.task import DIGITS, SCALE_MAX, ImageTask, to_model_input
 
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 MAX_DECODED_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
 _DATA_URL = re.compile(r"^data:image/[a-zA-Z0-9.+-]+;base64,")
+_MODE_NAMES = {"L": "grey", "RGB": "colour"}
 
 
-def from_array(data: object, scale: str) -> np.ndarray:
-    """Nested lists (or an array) of 28x28 numbers in ``scale`` ('0-1' or '0-255') -> 0-1."""
+def expected_shape(task: ImageTask) -> str:
+    """How an array image of ``task`` is laid out, for error messages."""
+    if task.channels == 1:
+        return f"({task.height}, {task.width}): {task.height} rows of {task.width} numbers"
+    return f"({task.height}, {task.width}, 3): {task.height} rows of {task.width} [r, g, b] triples"
+
+
+def from_array(data: object, scale: str, task: ImageTask = DIGITS) -> np.ndarray:
+    """Nested lists (or an array) of the task's stored shape in ``scale`` ('0-1' or '0-255')
+    -> float32 0-1 of that shape. A grey task also takes (H, W, 1)."""
     try:
         array = np.asarray(data, dtype=np.float64)
     except (ValueError, TypeError):
         raise ImageError("rows have different lengths or non-numeric values") from None
-    if array.shape != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ImageError(f"expected shape ({IMAGE_SIZE}, {IMAGE_SIZE}), got {array.shape}")
+    if task.channels == 1 and array.shape == task.input_shape:
+        array = array[..., 0]
+    if array.shape != task.stored_shape:
+        raise ImageError(f"expected shape {expected_shape(task)}; got {array.shape}")
     return scaled(array, scale)
 
 
@@ -56,19 +71,19 @@ def scaled(values: np.ndarray, scale: object) -> np.ndarray:
         raise ImageError(
             f"values must lie in [0, {top:g}] for scale '{scale}', got [{low:g}, {high:g}]"
         )
-    return to_model_input(array, top)
+    return (array / top).astype(np.float32)
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A request image as the model's float32 (28, 28) in 0-1, and how it was prepared."""
+    """A request image as the task's float32 pixels in 0-1, and how it was prepared."""
 
     pixels: np.ndarray
     preprocessing: tuple[str, ...] = ()
 
 
-def decode_bytes_with_notes(data: bytes) -> DecodedImage:
-    """A PNG or JPEG file's bytes -> the model's input, in training polarity, fitted like MNIST."""
+def _open(data: bytes, mode: str) -> tuple[np.ndarray, str]:
+    """A PNG or JPEG file's pixels in ``mode`` (uint8) and the file's own mode."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -76,7 +91,7 @@ def decode_bytes_with_notes(data: bytes) -> DecodedImage:
             width, height = image.size
             if width * height > MAX_DECODED_PIXELS:
                 raise ImageError(f"image of {width}x{height} pixels is too large to decode")
-            gray = np.asarray(image.convert("L"))
+            return np.asarray(image.convert(mode)), image.mode
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -84,12 +99,40 @@ def decode_bytes_with_notes(data: bytes) -> DecodedImage:
     except Exception as err:  # truncated or corrupt files raise all sorts of decoder errors
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ImageError(f"broken image data ({reason})") from None
-    prepared = prepare_gray(gray, "fit", normalise_polarity=True)
-    return DecodedImage(to_model_input(prepared.pixels), prepared.steps)
 
 
-def decode_base64_with_notes(text: str) -> DecodedImage:
-    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> the model's input and notes."""
+def resized(pixels: np.ndarray, task: ImageTask, steps: list[str]) -> np.ndarray:
+    """uint8 pixels brought to the task's size (bilinear), the step noted when one was taken."""
+    height, width = pixels.shape[:2]
+    if (height, width) == (task.height, task.width):
+        return pixels
+    from PIL import Image
+
+    image = Image.fromarray(pixels).resize((task.width, task.height), Image.Resampling.BILINEAR)
+    steps.append(
+        f"resized: {width}x{height} to {task.width}x{task.height} (the model's input), "
+        "aspect ratio not kept"
+    )
+    return np.asarray(image)
+
+
+def decode_bytes_with_notes(data: bytes, task: ImageTask = DIGITS) -> DecodedImage:
+    """A PNG or JPEG file's bytes -> the task's pixels, with the steps taken to get there."""
+    pixels, source_mode = _open(data, task.mode)
+    steps: list[str] = []
+    if task.digit_like and task.channels == 1:  # MNIST-like: polarity and the MNIST fit
+        prepared = prepare_gray(pixels, "fit", normalise_polarity=True)
+        pixels, steps = prepared.pixels, list(prepared.steps)
+    else:
+        source = _MODE_NAMES.get("RGB" if source_mode in ("RGBA", "P", "CMYK") else source_mode)
+        if source is not None and source != _MODE_NAMES[task.mode]:
+            steps.append(f"converted: {source} image to {_MODE_NAMES[task.mode]}, as the model's")
+    pixels = resized(pixels, task, steps)
+    return DecodedImage(scaled(pixels, "0-255"), tuple(steps))
+
+
+def decode_base64_with_notes(text: str, task: ImageTask = DIGITS) -> DecodedImage:
+    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> the task's pixels and notes."""
     payload = _DATA_URL.sub("", text.strip(), count=1)
     try:
         raw = base64.b64decode(payload, validate=True)
@@ -97,14 +140,15 @@ def decode_base64_with_notes(text: str) -> DecodedImage:
         raise ImageError("not valid base64") from None
     if not raw:
         raise ImageError("empty image data")
-    return decode_bytes_with_notes(raw)
+    return decode_bytes_with_notes(raw, task)
 
 
-def decode_base64(text: str) -> np.ndarray:
-    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> float32 (28, 28) in 0-1."""
-    return decode_base64_with_notes(text).pixels
+def decode_base64(text: str, task: ImageTask = DIGITS) -> np.ndarray:
+    """base64 text of a PNG/JPEG (a data URL prefix is allowed) -> float32 pixels in 0-1."""
+    return decode_base64_with_notes(text, task).pixels
 
 
 def to_batch(images: list[np.ndarray]) -> np.ndarray:
-    """(28, 28) images -> the model's float32 (N, 28, 28, 1) batch."""
-    return np.stack(images).astype(np.float32)[..., None]
+    """Images in a task's stored shape ((H, W) or (H, W, 3)) -> the model's float32
+    (N, H, W, C) batch."""
+    return to_model_input(np.stack(images), 1.0)

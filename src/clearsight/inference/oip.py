@@ -2,10 +2,12 @@
 
 Schemas follow https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/,
 including Triton's binary tensor extension (``Inference-Header-Content-Length``), which
-tritonclient's HTTP client uses by default. One input, ``image``: (N, 28, 28[, 1]) or
-(N, 784); integer datatypes are read as 0-255 and floats as 0-1 unless the input's
-``parameters.scale`` says otherwise. Outputs: ``probabilities`` FP32 (N, 10), ``label`` INT64
-(N,) and, when asked for, ``attribution`` FP32 (N, 28, 28) for the predicted class
+tritonclient's HTTP client uses by default. One input, ``image``, of the served task's shape:
+(N, H, W, C), (N, H, W) for grey models, or flat (N, H*W*C); any other shape is a 400
+``invalid_tensor`` naming the shapes the model takes (the model metadata gives
+``[-1, H, W, C]``). Integer datatypes are read as 0-255 and floats as 0-1 unless the input's
+``parameters.scale`` says otherwise. Outputs: ``probabilities`` FP32 (N, classes), ``label``
+INT64 (N,) and, when asked for, ``attribution`` FP32 (N, H, W) for the predicted class
 (the output's ``parameters.method`` or the request's ``parameters.attribution_method``: any
 explanation method, integrated_gradients by default; tritonclient sets the latter with
 ``infer(..., parameters={"attribution_method": "grad_cam"})``).
@@ -21,16 +23,24 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from clearsight.choices import INTEGRATED_GRADIENTS, METHOD_NAMES, MethodName
-from clearsight.digits import IMAGE_SIZE
 from clearsight.errors import ImageError, RequestError
 from clearsight.inference.images import scaled
+from clearsight.task import DIGITS, ImageTask
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT_NAME = "image"
 OUTPUTS = ("probabilities", "label", "attribution")
 DEFAULT_OUTPUTS = ("probabilities", "label")
 DEFAULT_METHOD = INTEGRATED_GRADIENTS
-MAX_TENSOR_ELEMENTS = 64 * IMAGE_SIZE * IMAGE_SIZE
+MAX_IMAGES = 64  # per request, as /predict
+
+
+def max_elements(task: ImageTask) -> int:
+    """The most values one request may carry: ``MAX_IMAGES`` images of the task."""
+    return MAX_IMAGES * task.height * task.width * task.channels
+
+
+MAX_TENSOR_ELEMENTS = max_elements(DIGITS)
 
 Datatype = Literal[
     "BOOL",
@@ -121,14 +131,14 @@ class InferResponse(BaseModel):
     outputs: list[InferOutput]
 
 
-def example_request() -> dict[str, Any]:
+def example_request(task: ImageTask = DIGITS) -> dict[str, Any]:
     """A JSON infer request (one blank image) for the Swagger UI."""
-    zeros = [0.0] * (IMAGE_SIZE * IMAGE_SIZE)
+    zeros = [0.0] * (task.height * task.width * task.channels)
     return {
         "inputs": [
             {
                 "name": INPUT_NAME,
-                "shape": [1, IMAGE_SIZE, IMAGE_SIZE, 1],
+                "shape": [1, *task.input_shape],
                 "datatype": "FP32",
                 "data": zeros,
             }
@@ -137,17 +147,18 @@ def example_request() -> dict[str, Any]:
     }
 
 
-def model_metadata(name: str, version: str) -> ModelMetadata:
-    side = IMAGE_SIZE
+def model_metadata(name: str, version: str, task: ImageTask = DIGITS) -> ModelMetadata:
+    """The served model's tensors: ``[-1, H, W, C]`` in, one probability per class out."""
+    height, width = task.height, task.width
     return ModelMetadata(
         name=name,
         versions=[version],
         platform="keras_tensorflow",
-        inputs=[TensorMetadata(name=INPUT_NAME, datatype="FP32", shape=[-1, side, side, 1])],
+        inputs=[TensorMetadata(name=INPUT_NAME, datatype="FP32", shape=[-1, *task.input_shape])],
         outputs=[
-            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, 10]),
+            TensorMetadata(name="probabilities", datatype="FP32", shape=[-1, task.n_classes]),
             TensorMetadata(name="label", datatype="INT64", shape=[-1]),
-            TensorMetadata(name="attribution", datatype="FP32", shape=[-1, side, side]),
+            TensorMetadata(name="attribution", datatype="FP32", shape=[-1, height, width]),
         ],
     )
 
@@ -171,8 +182,11 @@ def _bad(message: str) -> RequestError:
     return RequestError(400, "invalid_tensor", message)
 
 
-def input_array(tensor: InferInput, binary: bytes) -> np.ndarray:
-    """The input tensor's values as an array of its shape (from JSON data or binary bytes)."""
+def input_array(
+    tensor: InferInput, binary: bytes, max_values: int = MAX_TENSOR_ELEMENTS
+) -> np.ndarray:
+    """The input tensor's values as an array of its shape (from JSON data or binary bytes);
+    at most ``max_values`` of them (``max_elements`` of the served task)."""
     if tensor.name != INPUT_NAME:
         raise _bad(f"unknown input {tensor.name!r}; this model takes one input, {INPUT_NAME!r}")
     if tensor.datatype not in NUMPY_TYPES:
@@ -180,8 +194,8 @@ def input_array(tensor: InferInput, binary: bytes) -> np.ndarray:
     if any(d < 0 for d in tensor.shape):
         raise _bad(f"shape {tensor.shape} has negative dimensions")
     count = math.prod(tensor.shape)
-    if count > MAX_TENSOR_ELEMENTS:
-        raise _bad(f"at most {MAX_TENSOR_ELEMENTS} values per request, got {count}")
+    if count > max_values:
+        raise _bad(f"at most {max_values} values per request, got {count}")
     dtype = np.dtype(NUMPY_TYPES[tensor.datatype])
     binary_size = (tensor.parameters or {}).get("binary_data_size")
     if binary_size is not None:
@@ -203,19 +217,33 @@ def input_array(tensor: InferInput, binary: bytes) -> np.ndarray:
     return values.reshape(tensor.shape)
 
 
-def to_model_images(array: np.ndarray, datatype: str, scale: Any = None) -> np.ndarray:
-    """An input tensor -> the model's float32 (N, 28, 28, 1) in 0-1, or a 400 naming why."""
-    side = IMAGE_SIZE
-    if array.ndim == 2 and array.shape[1] == side * side:
-        array = array.reshape(-1, side, side)
-    if array.ndim == 4 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim != 3 or array.shape[1:] != (side, side) or len(array) == 0:
-        raise _bad(f"shape {list(array.shape)}: expected [N, 28, 28], [N, 28, 28, 1] or [N, 784]")
+def accepted_shapes(task: ImageTask) -> list[str]:
+    """The input shapes the served task takes, as a client would write them."""
+    height, width, channels = task.input_shape
+    shapes = [f"[N, {height}, {width}, {channels}]"]
+    if channels == 1:
+        shapes.append(f"[N, {height}, {width}]")
+    return [*shapes, f"[N, {height * width * channels}]"]
+
+
+def to_model_images(
+    array: np.ndarray, datatype: str, scale: Any = None, task: ImageTask = DIGITS
+) -> np.ndarray:
+    """An input tensor -> the model's float32 (N, H, W, C) in 0-1, or a 400 naming why."""
+    shape = task.input_shape
+    if array.ndim == 2 and array.shape[1] == int(np.prod(shape)):
+        array = array.reshape(-1, *shape)
+    if array.ndim == 3 and task.channels == 1:
+        array = array[..., None]
+    if array.ndim != 4 or array.shape[1:] != shape or len(array) == 0:
+        raise _bad(
+            f"shape {list(array.shape)} does not fit this model ({task.describe()}): expected "
+            f"{' or '.join(accepted_shapes(task))}"
+        )
     if scale is None:
         scale = "0-1" if datatype.startswith("FP") else "0-255"
     try:
-        return scaled(array, scale)  # (N, 28, 28) -> (N, 28, 28, 1) in 0-1
+        return scaled(array, scale)  # (N, H, W, C) in 0-1
     except ImageError as err:
         raise _bad(f"input {INPUT_NAME}: {err}") from None
 
@@ -245,11 +273,16 @@ async def infer(
     model_version: str,
     forward: Callable[[np.ndarray], Awaitable[np.ndarray]],
     attribute: Callable[[np.ndarray, MethodName], Awaitable[np.ndarray]],
+    task: ImageTask = DIGITS,
 ) -> tuple[bytes, int | None]:
-    """Run one request; returns the response body and, for binary outputs, the JSON length."""
+    """Run one request on a model of ``task``; returns the response body and, for binary
+    outputs, the JSON length."""
     tensor = request.inputs[0]
     x = to_model_images(
-        input_array(tensor, binary), tensor.datatype, (tensor.parameters or {}).get("scale")
+        input_array(tensor, binary, max_elements(task)),
+        tensor.datatype,
+        (tensor.parameters or {}).get("scale"),
+        task,
     )
     wanted = request.outputs or [RequestedOutput(name=n) for n in DEFAULT_OUTPUTS]
     unknown = [o.name for o in wanted if o.name not in OUTPUTS]

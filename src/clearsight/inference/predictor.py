@@ -25,7 +25,6 @@ import numpy as np
 from pydantic import BaseModel
 
 from clearsight.choices import METHOD_NAMES, MethodName
-from clearsight.digits import CLASS_NAMES, IMAGE_SIZE, SCALE_MAX
 from clearsight.errors import ImageError, RequestError
 from clearsight.explain import explain, model_gradients
 from clearsight.explain.gradients import PROBABILITIES
@@ -68,12 +67,17 @@ from clearsight.inference.schemas import (
     PredictRequest,
     PredictResponse,
     PredictTiming,
+    TopClass,
+    check_explain_options,
 )
+from clearsight.inference.served_task import served_task
 from clearsight.monitoring.requests import RequestMonitor
+from clearsight.task import DIGITS, SCALE_MAX, ImageTask
 
 logger = logging.getLogger(__name__)
 
 Forward = Callable[[np.ndarray], Awaitable[np.ndarray]]
+TOP_CLASSES = 5  # the most probable classes each answer names
 
 
 class DecodedBatch(NamedTuple):
@@ -84,8 +88,9 @@ class DecodedBatch(NamedTuple):
     preprocessing: list[list[str]]
 
 
-def decode_images(items: list[ImageInput]) -> DecodedBatch:
-    """Each request image as (28, 28) float32 in 0-1, or None with the reason it failed.
+def decode_images(items: list[ImageInput], task: ImageTask = DIGITS) -> DecodedBatch:
+    """Each request image as the task's float32 pixels in 0-1 ((H, W) grey, (H, W, 3) colour),
+    or None with the reason it failed.
 
     Arrays are taken as given (no steps); encoded images say how they were prepared.
     """
@@ -93,9 +98,9 @@ def decode_images(items: list[ImageInput]) -> DecodedBatch:
     for item in items:
         try:
             if isinstance(item, ArrayImage):
-                pixels, steps = from_array(item.data, item.scale), []
+                pixels, steps = from_array(item.data, item.scale, task), []
             else:
-                decoded = decode_base64_with_notes(item.data)
+                decoded = decode_base64_with_notes(item.data, task)
                 pixels, steps = decoded.pixels, list(decoded.preprocessing)
             batch.images.append(pixels)
             batch.errors.append(None)
@@ -105,6 +110,25 @@ def decode_images(items: list[ImageInput]) -> DecodedBatch:
             batch.errors.append(str(err))
             batch.preprocessing.append([])
     return batch
+
+
+def top_classes(probabilities: np.ndarray, task: ImageTask) -> list[TopClass]:
+    """The ``TOP_CLASSES`` most probable classes of one image, best first, with their names."""
+    order = np.argsort(-probabilities, kind="stable")[:TOP_CLASSES]
+    return [
+        TopClass(index=int(i), name=task.class_names[int(i)], probability=float(probabilities[i]))
+        for i in order
+    ]
+
+
+def example_image(task: ImageTask) -> np.ndarray:
+    """One image of the task for warm-up: the example MNIST 7 for the digits, a fixed
+    pattern of the task's shape otherwise (what is traced is the shape, not the content)."""
+    if task == DIGITS:
+        return decode_base64(EXAMPLE_PNG_BASE64)
+    rows, cols = np.mgrid[: task.height, : task.width]
+    pattern = ((rows + cols) % 7 / 6.0).astype(np.float32)
+    return pattern if task.channels == 1 else np.repeat(pattern[..., None], 3, axis=-1)
 
 
 def budget_note(budget: BudgetPlan | None) -> str | None:
@@ -131,11 +155,15 @@ class Predictor:
         budget: ExplainBudget | None = None,
         chunk_units: float | None = 256,
         scheduler: FairScheduler | None = None,
+        task: ImageTask | None = None,
     ) -> None:
         """``budget``: the explanation limit per request (default: 4096 units, refuse);
         ``chunk_units``: the size of a fair-share chunk (None: one chunk per method);
-        ``scheduler``: shared with other predictors (versions) so they share the workers."""
+        ``scheduler``: shared with other predictors (versions) so they share the workers;
+        ``task``: the task stored with the model (class names, digit-likeness), checked
+        against the model's shapes (``served_task``), which decide when they disagree."""
         self.model = model
+        self.task = served_task(model, task)
         self.mlflow_ui_url = mlflow_ui_url.rstrip("/") if mlflow_ui_url else None
         self.provenance = provenance
         self.bento_model = bento_model
@@ -151,13 +179,15 @@ class Predictor:
 
     # -- numbers ------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 10) for float32 images (N, 28, 28, 1) in 0-1."""
+        """Probabilities (N, classes) for float32 images (N, H, W, C) in 0-1."""
         return self._gradients.scores(x, PROBABILITIES)
 
     def explain(
         self, x: np.ndarray, options: ExplainOptions, probabilities: np.ndarray | None = None
     ) -> ExplainedBatch:
-        return explain_batch(self.model, x, options, self.costs, probabilities)
+        return explain_batch(
+            self.model, x, options, self.costs, probabilities, class_names=self.task.class_names
+        )
 
     def warm_up(self) -> None:
         """Compile every path a request can take and measure each method's cost, then ready.
@@ -165,7 +195,7 @@ class Predictor:
         The first call of a compiled function traces it (hundreds of ms); doing that here keeps
         it out of user requests and gives the budget logic real numbers for this host.
         """
-        digit = to_batch([decode_base64(EXAMPLE_PNG_BASE64)])
+        digit = to_batch([example_image(self.task)])
         for n in (1, 8):
             self.forward(np.repeat(digit, n, axis=0))
         for method in METHOD_NAMES:
@@ -194,6 +224,7 @@ class Predictor:
             probabilities,
             substitutions=budget.substitutions,
             chunk_units=self.chunk_units,
+            class_names=self.task.class_names,
         )
         turn = object()  # this request's key in the round-robin
         for chunk in job.chunks():
@@ -201,10 +232,10 @@ class Predictor:
         return job.result()
 
     async def attribution_maps(self, x: np.ndarray, method: MethodName) -> np.ndarray:
-        """Raw maps (N, 28, 28) of ``method`` (library defaults) for each image's predicted
+        """Raw maps (N, H, W) of ``method`` (library defaults) for each image's predicted
         class. Over the explanation budget it is refused whatever the policy: raw maps have
         no place to say what a reduction changed."""
-        per_image = method_units(method)
+        per_image = method_units(method, size=self.size)
         cost = Cost(len(x), 1, {method: per_image})
         if cost.units > self.budget.max_units:
             raise over_budget(cost, self.budget.max_units)
@@ -223,21 +254,24 @@ class Predictor:
         Raises ``RequestError`` (422) only when no image of the request could be read.
         """
         start = time.perf_counter()
+        task = self.task
+        options = request.explain_options(self.default_budget_ms)
+        if options is not None:
+            check_explain_options(options, task.n_classes)
         if any(not isinstance(item, ArrayImage) for item in request.images):
             images, errors, preprocessing = await anyio.to_thread.run_sync(
-                decode_images, request.images
+                decode_images, request.images, task
             )
         else:
-            images, errors, preprocessing = decode_images(request.images)
+            images, errors, preprocessing = decode_images(request.images, task)
         decoded = time.perf_counter()
         valid = [i for i, image in enumerate(images) if image is not None]
         if not valid:
             detail = [{"index": i, "error": e} for i, e in enumerate(errors)]
             summary = "; ".join(f"image {d['index']}: {d['error']}" for d in detail[:3])
             raise RequestError(422, "invalid_image", f"no image could be read ({summary})", detail)
-        options = request.explain_options(self.default_budget_ms)
         # Before any work: a request over the budget is refused (422) or reduced here.
-        budget = plan(options, len(valid), self.budget) if options else None
+        budget = plan(options, len(valid), self.budget, size=self.size) if options else None
         x = to_batch([image for image in images if image is not None])  # the valid ones, in order
         probabilities = np.asarray(await forward(x))
         forwarded = time.perf_counter()
@@ -263,8 +297,10 @@ class Predictor:
                     index=index,
                     status="degraded" if warnings else "ok",
                     label=label,
+                    class_name=task.class_names[label],
                     confidence=float(p[label]),
                     probabilities=[float(v) for v in p],
+                    top_classes=top_classes(p, task),
                     explanations=explained.explanations[row] if explained else [],
                     warnings=warnings,
                     preprocessing=preprocessing[index],
@@ -319,7 +355,7 @@ class Predictor:
         from clearsight.explain import activations
         from clearsight.explain.render import activation_grid_pngs
 
-        (image,), (error,), _ = decode_images([request.image])
+        (image,), (error,), _ = decode_images([request.image], self.task)
         if image is None:
             raise RequestError(
                 422, "bad_image", f"image 0: {error}", [{"index": 0, "error": error}]
@@ -340,6 +376,11 @@ class Predictor:
         )
 
     # -- description --------------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the served images: what explanation costs are counted on."""
+        return (self.task.height, self.task.width)
+
     def identity(self) -> ModelIdentity:
         return ModelIdentity(**self._provenance_fields(ModelIdentity))
 
@@ -352,17 +393,20 @@ class Predictor:
         p = self.provenance
         defaults = ExplainOptions(budget_ms=self.default_budget_ms)
         chosen = {"methods", "targets", "encodings", "budget_ms", "parameters"}
+        task = self.task
         return Metadata(
             **self._provenance_fields(Metadata),
-            class_names=CLASS_NAMES,
+            class_names=list(task.class_names),
+            task=task.to_metadata(),
             input={
-                "shape": [IMAGE_SIZE, IMAGE_SIZE],
+                "shape": list(task.stored_shape),
+                "model_input_shape": list(task.input_shape),
+                "mode": "grey" if task.channels == 1 else "colour",
                 "scales": list(SCALE_MAX),
                 "encoded_formats": ["png", "jpeg"],
-                "polarity": "the model sees light digits on a dark background, as MNIST; "
-                "encoded images that are dark on light are inverted (decided from their "
-                "border) and say so in 'preprocessing'; arrays are taken as given",
-            },
+                "preparation": input_preparation(task),
+            }
+            | ({"polarity": input_preparation(task)} if task.digit_like else {}),
             explainer=ExplainerDefaults(
                 **defaults.model_dump(include=chosen),
                 fallback_method=FALLBACK_METHOD,
@@ -371,7 +415,7 @@ class Predictor:
                 max_units=self.budget.max_units,
                 over_budget=self.budget.over_budget,
                 units_per_target={
-                    m: method_units(m, defaults.parameters.model_dump().get(m))
+                    m: method_units(m, defaults.parameters.model_dump().get(m), size=self.size)
                     for m in METHOD_NAMES
                 },
             ),
@@ -381,3 +425,20 @@ class Predictor:
                 else None
             ),
         )
+
+
+def input_preparation(task: ImageTask) -> str:
+    """How encoded images are brought to the model, in one sentence for /metadata."""
+    size = f"{task.width}x{task.height}"
+    if task.digit_like and task.channels == 1:
+        return (
+            "the model sees light digits on a dark background, as MNIST; encoded images that "
+            "are dark on light are inverted (decided from their border), images of another "
+            f"size are cropped to the ink and centred like MNIST, then brought to {size}; "
+            "each step is said in 'preprocessing'; arrays are taken as given"
+        )
+    mode = "grey" if task.channels == 1 else "RGB colour"
+    return (
+        f"encoded images are converted to {mode} and resized (bilinear) to {size}, each step "
+        "said in 'preprocessing'; arrays must have input.shape and are taken as given"
+    )

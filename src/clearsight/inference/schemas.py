@@ -13,16 +13,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from clearsight.choices import DEFAULT_METHODS, SALIENCY, SMOOTHGRAD, MethodName
-from clearsight.digits import N_CLASSES
 
 MAX_IMAGES_PER_REQUEST = 64
 MAX_ENCODED_IMAGE_CHARS = 4 * 1024 * 1024  # base64 characters of one PNG/JPEG
+# Ceilings of the schema, whatever the model: the served task's own limits (its class count,
+# its image shape) are checked per request (``check_options``, decoding) with a 400 that says
+# what the model takes.
+MAX_CLASSES = 1000
+MAX_SIDE = 1024  # rows and columns of an array image
 
 Encoding = Literal["float16", "png_heatmap", "png_overlay"]
 Scale = Literal["0-1", "0-255"]
 TargetMode = Literal["predicted", "top-k", "explicit"]
 ImageStatus = Literal["ok", "degraded", "error"]
-ClassIndex = Annotated[int, Field(ge=0, le=N_CLASSES - 1)]
+ClassIndex = Annotated[int, Field(ge=0, le=MAX_CLASSES - 1)]
 Pixel = Annotated[float, Strict()]  # numbers only: true/false are not pixels
 
 # A real MNIST 7 (the embedded subset), PNG: the example the Swagger UI sends.
@@ -41,21 +45,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Row = Annotated[list[Pixel], Field(max_length=MAX_SIDE)]
+ColourRow = Annotated[
+    list[Annotated[list[Pixel], Field(min_length=3, max_length=3)]], Field(max_length=MAX_SIDE)
+]
+
+
 class ArrayImage(_Strict):
-    """A 28x28 grayscale digit as nested lists, light on dark like MNIST; taken as given."""
+    """An image of the model's size as nested lists, taken as given: H rows of W numbers for
+    a grey model (light digits on dark for the MNIST-like digits), H rows of W [r, g, b]
+    triples for a colour one (``/metadata``'s ``input.shape``)."""
 
     kind: Literal["array"]
     scale: Scale = Field(
         description="The range the values are in: '0-1' (floats) or '0-255' (pixel values). "
         "Required: the same numbers mean different images under each."
     )
-    data: list[list[Pixel]] = Field(description="28 rows of 28 finite numbers within the scale.")
+    data: list[Row] | list[ColourRow] = Field(
+        max_length=MAX_SIDE,
+        description="The model's input.shape: H rows of W finite numbers within the scale "
+        "(grey), or of W [r, g, b] triples (colour).",
+    )
 
 
 class EncodedImage(_Strict):
     """A PNG or JPEG file, base64-encoded (a ``data:image/...;base64,`` prefix is accepted).
 
-    Either polarity is accepted: a dark digit on a light background (paper, a scan, a white
+    Any size and mode: it is converted to the model's mode (grey or RGB) and resized to its
+    input size, and the result's ``preprocessing`` says so. For MNIST-like digit models,
+    either polarity is accepted instead: a dark digit on a light background (paper, a scan, a white
     canvas), decided from the image's border, is inverted to light on dark as MNIST is, and its
     background level removed. Images that are not 28x28 are then normalised like MNIST: cropped
     to the ink, the longer side scaled to 20 px and centred on a 28x28 canvas. The result's
@@ -79,8 +97,8 @@ class SmoothGradParameters(_Strict):
 
 
 class OcclusionParameters(_Strict):
-    window: int = Field(default=4, ge=1, le=28)
-    stride: int = Field(default=2, ge=1, le=28)
+    window: int = Field(default=4, ge=1, le=MAX_SIDE)
+    stride: int = Field(default=2, ge=1, le=MAX_SIDE)
 
 
 class ShapParameters(_Strict):
@@ -109,9 +127,17 @@ class ExplainOptions(_Strict):
         description="'predicted': the arg-max class; 'top-k': the k most probable classes; "
         "'explicit': the classes listed in 'classes'.",
     )
-    k: int = Field(default=2, ge=1, le=N_CLASSES, description="For targets='top-k'.")
+    k: int = Field(
+        default=2,
+        ge=1,
+        le=MAX_CLASSES,
+        description="For targets='top-k' (at most the model's number of classes).",
+    )
     classes: list[ClassIndex] | None = Field(
-        default=None, min_length=1, max_length=N_CLASSES, description="For targets='explicit'."
+        default=None,
+        min_length=1,
+        max_length=MAX_CLASSES,
+        description="For targets='explicit': class indices of the model (see /metadata).",
     )
     encodings: list[Encoding] = Field(
         default_factory=lambda: list[Encoding](["float16"]),  # typed: mypy infers list[str]
@@ -181,6 +207,7 @@ class Explanation(BaseModel):
     method: MethodName = Field(description="The method that produced the map.")
     requested_method: MethodName = Field(description="Differs from 'method' when substituted.")
     target: ClassIndex
+    target_name: str | None = Field(default=None, description="The target class's name.")
     polarity: Literal["positive", "absolute", "signed", "negative"] = Field(
         description="Which values mark important pixels (used for the PNGs)."
     )
@@ -195,6 +222,14 @@ class Explanation(BaseModel):
     timing: ExplanationTiming
 
 
+class TopClass(BaseModel):
+    """One of the most probable classes of an image."""
+
+    index: ClassIndex
+    name: str
+    probability: float
+
+
 class ImageResult(BaseModel):
     """The answer for one image: ok, degraded (an explanation was substituted or failed), or
     error (this image could not be read; the others are unaffected)."""
@@ -202,16 +237,23 @@ class ImageResult(BaseModel):
     index: int
     status: ImageStatus
     label: ClassIndex | None = None
+    class_name: str | None = Field(default=None, description="The name of class 'label'.")
     confidence: float | None = None
-    probabilities: list[float] | None = None
+    probabilities: list[float] | None = Field(
+        default=None, description="One per class, in the order of /metadata's class_names."
+    )
+    top_classes: list[TopClass] = Field(
+        default_factory=list, description="The most probable classes (up to 5), best first."
+    )
     explanations: list[Explanation] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     error: str | None = None
     preprocessing: list[str] = Field(
         default_factory=list,
         description="What was done to this image before the model saw it, in order, one line "
-        "per step: 'inverted: ...' (a dark digit on a light background, decided from the "
-        "image's border, turned light on dark as the model was trained, background level "
+        "per step: 'converted: ...' (to the model's grey or colour), 'resized: ...' (to the "
+        "model's input size); for MNIST-like digit models 'inverted: ...' (a dark digit on a "
+        "light background, decided from the image's border, turned light on dark as the model was trained, background level "
         "removed), 'fitted: ...' (not 28x28: cropped to the ink, longer side scaled to 20 px, "
         "centred on 28x28). Empty when the image was used as sent (arrays always are).",
     )
@@ -323,6 +365,10 @@ class Metadata(BaseModel):
     trained_with: dict[str, str] = Field(default_factory=dict)
     imported_at: str | None
     class_names: list[str]
+    task: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the model answers: height, width, channels, class_names, digit_like.",
+    )
     input: dict[str, Any]
     explainer: ExplainerDefaults
     mlflow_run_url: str | None = Field(
@@ -390,3 +436,27 @@ def example_requests() -> dict[str, dict[str, Any]]:
             },
         },
     }
+
+
+def check_explain_options(options: ExplainOptions, n_classes: int) -> None:
+    """The per-request check the schema cannot make: classes the served model has.
+
+    A 400 naming the field and the model's classes (the schema's own ceilings are those of
+    any model, ``MAX_CLASSES``)."""
+    from clearsight.errors import RequestError
+
+    if options.targets == "top-k" and options.k > n_classes:
+        raise RequestError(
+            400,
+            "invalid_request",
+            f"explain.k: {options.k} classes asked, this model has {n_classes}",
+            [{"loc": ["explain", "k"], "msg": f"at most {n_classes}"}],
+        )
+    wrong = [c for c in options.classes or [] if c >= n_classes]
+    if wrong:
+        raise RequestError(
+            400,
+            "invalid_request",
+            f"explain.classes: no class {wrong[0]}; this model has classes 0-{n_classes - 1}",
+            [{"loc": ["explain", "classes"], "msg": f"classes 0-{n_classes - 1}"}],
+        )

@@ -12,7 +12,7 @@ version cannot be loaded are left out of the attribution tests, and the report s
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +20,7 @@ from clearsight.config import Settings
 from clearsight.errors import ClearsightError, RegistryError
 from clearsight.monitoring.check import ServingKey, serving_keys
 from clearsight.monitoring.traffic import TrafficWindow
+from clearsight.task import ImageTask
 
 if TYPE_CHECKING:
     from clearsight.pipelines.monitor import VersionReference
@@ -27,10 +28,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ServingModels:
-    """A loaded model per serving version of a window, and a note per version left out."""
+    """A loaded model per serving version of a window, and a note per version left out.
+
+    ``tasks``: what each of those models answers (shape, class names), from its registry
+    metadata, so that a window served by versions of different tasks is explained with each
+    version's own."""
 
     models: dict[ServingKey, object]
     notes: list[str]
+    tasks: dict[ServingKey, ImageTask] = field(default_factory=dict)
 
 
 def serving_models(
@@ -38,18 +44,27 @@ def serving_models(
 ) -> ServingModels:
     """The model of every (version, run) that served ``window``; the champion is reused."""
     models: dict[ServingKey, object] = {}
+    tasks: dict[ServingKey, ImageTask] = {}
     notes = []
     for key, rows in serving_keys(window).items():
         version, run_id = key
         try:
             models[key] = _load(settings, version, run_id, champion)
+            tasks[key] = _task(settings, version)
         except (ClearsightError, OSError) as err:
             reason = err.one_line() if isinstance(err, ClearsightError) else str(err)
             notes.append(
                 f"{int(rows.sum())} record(s) served by v{version or '?'} left out of the "
                 f"attribution tests: {reason}"
             )
-    return ServingModels(models, notes)
+    return ServingModels(models, notes, tasks)
+
+
+def _task(settings: Settings, version: str) -> ImageTask:
+    """The task ``version`` was trained for (the digits' for one logged before tasks)."""
+    from clearsight.tracking.registry import load_task
+
+    return load_task(settings.tracking.registered_model, version)
 
 
 def _load(settings: Settings, version: str, run_id: str, champion: VersionReference) -> object:

@@ -27,22 +27,28 @@ from clearsight.tracking.registry import (
     describe_version,
     load_model_ref,
     load_run_file,
+    load_task,
 )
 
 if TYPE_CHECKING:
     import keras
 
     from clearsight.inference.predictor import Predictor
+    from clearsight.task import ImageTask
 
-MakePredictor = Callable[["keras.Model", Provenance, str], "Predictor"]
+# (model, provenance, source, the task stored with it): the predictor serves the model with
+# that task, so a swap to a version of another task swaps the task with the model.
+MakePredictor = Callable[["keras.Model", Provenance, str, "ImageTask | None"], "Predictor"]
 
 
 def load_candidate(
     settings: Settings, info: VersionInfo, alias: str, make_predictor: MakePredictor
 ) -> Candidate:
-    """Download ``info``'s model and its training run's panel; a predictor not yet warm."""
+    """Download ``info``'s model, its task and its training run's panel; a predictor not yet
+    warm."""
     with tempfile.TemporaryDirectory(prefix="clearsight-swap-") as tmp:
         model, version = load_model_ref(settings, info.version, Path(tmp) / "model")
+        task = load_task(info.name, version)
         panel_file = (
             load_run_file(settings, info.run_id, acceptance.ARTIFACT, Path(tmp))
             if info.run_id
@@ -59,7 +65,8 @@ def load_candidate(
         registry_alias=alias,
         imported_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    return Candidate(make_predictor(model, provenance, f"models:/{info.name}/{version}"), panel)
+    source = f"models:/{info.name}/{version}"
+    return Candidate(make_predictor(model, provenance, source, task), panel)
 
 
 def registry_follower(
