@@ -15,7 +15,8 @@ class Attribution:
     ``maps`` are float32 (M, H, W), summed over channels, in the units of the explained output
     (logits by default), signed unless the method says otherwise. Integrated gradients also
     fills the completeness fields, per row: f(x), f(baseline), the attribution sum, and the
-    relative gap |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|.
+    relative gap |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|, and ``evaluations``:
+    the gradient evaluations each row cost (fixed by ``steps``, or chosen by the adaptive rule).
     """
 
     method: str
@@ -28,6 +29,7 @@ class Attribution:
     baseline_output: np.ndarray | None = field(default=None, repr=False)
     attribution_sum: np.ndarray | None = field(default=None, repr=False)
     completeness_gap: np.ndarray | None = field(default=None, repr=False)
+    evaluations: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.maps)
