@@ -13,6 +13,11 @@ intervals with the largest local error, until the row meets the target or has sp
 ``max_evaluations`` gradient evaluations. All rows of a round go through the model in one
 batched call. The gap reported is measured, not fitted: the weights are plain trapezoid
 weights on the final points.
+
+Why 9 and 2 (measured on 300 held-out digits, docs/benchmarks.md): 13 points then 4 per round
+met the target on 91 % of images with 24.7 evaluations on average; 9 then 2 on 97 % with 17.6,
+because smaller rounds aim better. The price is more sequential model calls for a single
+image (up to 12 rounds, about 5 on average), which costs single-image latency, not throughput.
 """
 
 from __future__ import annotations
