@@ -332,11 +332,11 @@ class ServingSettings(BaseModel):
         default=4096,
         ge=64,
         description="Explanation cost allowed per request, in units: images x targets x, for "
-        "each method run, its evaluations x weight (integrated_gradients steps+1, smoothgrad "
-        "samples, occlusion windows x 0.5, shap nsamples x 6, saliency and grad_cam 1; see "
-        "clearsight.inference.budget). One unit is about one gradient of one image, 0.3-0.6 "
-        "ms on 2 cores. The default request (1 image, IG 32 steps + Grad-CAM) costs 34 (~30 "
-        "ms); 4096 admits 64 images with the default methods and is 1.5-3 s of work on 2 "
+        "each method run, its evaluations x weight (integrated_gradients steps+1, adaptive 32, "
+        "smoothgrad samples, occlusion windows x 0.5, shap nsamples x 6, saliency and grad_cam "
+        "1; see clearsight.inference.budget). One unit is about one gradient of one image, "
+        "0.3-0.6 ms on 2 cores. The default request (1 image, adaptive IG + Grad-CAM) costs "
+        "33 (~30 ms); 4096 admits 64 images with the default methods and is 1.5-3 s of work on 2 "
         "cores, shared fairly with other requests (docs/benchmarks.md). At least 64, so that "
         "'degrade' can always fit 64 images.",
     )

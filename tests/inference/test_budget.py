@@ -44,13 +44,14 @@ def test_units_follow_each_methods_evaluations() -> None:
     assert method_units("occlusion", {"window": 4, "stride": 2}) == 0.5 * 169
     assert method_units("shap", {"nsamples": 50}) == 300
     # Parameters not given take the library function's defaults.
-    assert method_units("integrated_gradients") == 33
+    assert method_units("integrated_gradients") == 32  # adaptive: its max_evaluations
+    assert method_units("integrated_gradients", {"steps": None, "max_evaluations": 20}) == 20
 
 
 def test_request_cost_is_images_times_targets_times_methods() -> None:
     default = request_cost(ExplainOptions(), 1)
-    assert default.units == 34  # IG 32 steps + Grad-CAM
-    assert request_cost(ExplainOptions(), 64).units == 64 * 34
+    assert default.units == 33  # IG adaptive (at most 32 evaluations) + Grad-CAM
+    assert request_cost(ExplainOptions(), 64).units == 64 * 33
     top3 = request_cost(options(targets="top-k", k=3, methods=["saliency"]), 5)
     assert top3.units == 5 * 3 * 1
     # A method that substitutions send several requests to runs (and counts) once.
@@ -63,7 +64,7 @@ def test_within_the_limit_nothing_changes() -> None:
     asked = ExplainOptions()
     result = plan(asked, 64, ExplainBudget(4096, "refuse"))
     assert result.options == asked and not result.reductions and not result.substitutions
-    assert result.units == result.requested_units == 64 * 34
+    assert result.units == result.requested_units == 64 * 33
 
 
 def test_refuse_names_the_limit_the_cost_and_a_way_under_it() -> None:
@@ -71,9 +72,9 @@ def test_refuse_names_the_limit_the_cost_and_a_way_under_it() -> None:
         plan(ExplainOptions(), 64, ExplainBudget(1000, "refuse"))
     err = caught.value
     assert err.status == 422 and err.code == "over_budget"
-    assert "1,000" in err.message and "2,176 units" in err.message
-    assert "at most 29 image(s)" in err.message  # 29 x 34 = 986 <= 1000
-    assert err.detail[0]["limit"] == 1000 and err.detail[0]["units"] == 2176
+    assert "1,000" in err.message and "2,112 units" in err.message
+    assert "at most 30 image(s)" in err.message  # 30 x 33 = 990 <= 1000
+    assert err.detail[0]["limit"] == 1000 and err.detail[0]["units"] == 2112
 
 
 def test_degrade_first_halves_steps_down_to_the_floor() -> None:

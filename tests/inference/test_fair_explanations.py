@@ -72,11 +72,11 @@ def test_over_the_budget_is_refused_before_any_forward_pass(model) -> None:
         return served.forward(batch)
 
     with pytest.raises(RequestError) as caught:
-        asyncio.run(served.predict(request(2), forward))  # 2 x 34 units > 64
+        asyncio.run(served.predict(request(2), forward))  # 2 x 33 units > 64
     assert caught.value.status == 422 and caught.value.code == "over_budget"
     assert "limit of 64 units" in caught.value.message
     assert passes == []
-    answer = asyncio.run(served.predict(request(1), forward))  # 34 units: fits
+    answer = asyncio.run(served.predict(request(1), forward))  # 33 units: fits
     assert answer.results[0].status == "ok" and answer.explain_budget.reductions == []
 
 
@@ -90,7 +90,7 @@ def test_degrade_says_exactly_what_was_reduced(model) -> None:
     answer = asyncio.run(served.predict(request(4, everything), forward))
     report = answer.explain_budget
     assert report is not None and report.units <= 200 < report.requested_units
-    assert report.reductions[0] == "integrated_gradients steps 32 -> 16"
+    assert report.reductions[0] == "integrated_gradients steps adaptive -> 16"
     assert "occlusion replaced by saliency" in report.reductions
     for result in answer.results:
         assert result.status == "degraded"

@@ -240,7 +240,7 @@ def test_default_explanations_are_ig_and_grad_cam_maps_for_the_predicted_class(
             assert np.abs(values).max() == pytest.approx(explanation.scale, rel=1e-3)
         ig, grad_cam = result.explanations
         q = ig.quality
-        assert ig.params["steps"] == 32
+        assert ig.params["rule"] == "adaptive" and ig.params["max_evaluations"] == 32
         # The IG map explains the predicted logit, and its completeness gap is the relative
         # difference between the map's sum and f(x) - f(baseline).
         assert q.instance_output == pytest.approx(float(logits[row, result.label]), rel=1e-4)

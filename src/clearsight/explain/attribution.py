@@ -20,7 +20,8 @@ class Attribution:
     the per-channel values before that reduction, for methods that have them (None for
     Grad-CAM and occlusion, whose maps are per pixel by construction). Integrated gradients also
     fills the completeness fields, per row: f(x), f(baseline), the attribution sum, and the
-    relative gap |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|.
+    relative gap |sum - (f(x) - f(baseline))| / |f(x) - f(baseline)|, and ``evaluations``:
+    the gradient evaluations each row cost (fixed by ``steps``, or chosen by the adaptive rule).
     """
 
     method: str
@@ -34,6 +35,7 @@ class Attribution:
     baseline_output: np.ndarray | None = field(default=None, repr=False)
     attribution_sum: np.ndarray | None = field(default=None, repr=False)
     completeness_gap: np.ndarray | None = field(default=None, repr=False)
+    evaluations: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.maps)

@@ -13,7 +13,7 @@ where a method's evaluations per (image, target) and its weight are (``METHOD_CO
 |---|---|---|---|
 | saliency | 1 | 1 | one gradient |
 | grad_cam | 1 | 1 | one gradient at the last conv layer |
-| integrated_gradients | steps + 1 (trapezoid) | 1 | one gradient per path point |
+| integrated_gradients | steps + 1 (trapezoid); no steps: max_evaluations (32) | 1 | one gradient per path point |
 | smoothgrad | samples | 1 | one gradient per noisy copy |
 | occlusion | windows (13 x 13 = 169 at window 4, stride 2 on 28x28) | 0.5 | forward passes only |
 | shap | nsamples | 6 | expected gradients plus SHAP's per-call set-up (~100 ms a chunk) |
@@ -65,12 +65,16 @@ class MethodCost:
     parameter: str | None = None  # the request parameter that counts evaluations
     floor: int = 1  # the smallest value ``degrade`` reduces that parameter to
     extra: int = 0  # evaluations on top of the parameter (IG's trapezoid end point)
+    # the library parameter bounding evaluations when ``parameter`` is None (IG's adaptive
+    # rule stops at ``max_evaluations``): a limit is decided before the work, so the bound is
+    # charged, not the evaluations the rule ends up using
+    unset: str | None = None
 
 
 METHOD_COSTS: dict[str, MethodCost] = {
     SALIENCY: MethodCost(1.0),
     GRAD_CAM: MethodCost(1.0),
-    INTEGRATED_GRADIENTS: MethodCost(1.0, "steps", floor=16, extra=1),
+    INTEGRATED_GRADIENTS: MethodCost(1.0, "steps", floor=16, extra=1, unset="max_evaluations"),
     SMOOTHGRAD: MethodCost(1.0, "samples", floor=8),
     OCCLUSION: MethodCost(0.5),
     SHAP: MethodCost(6.0, "nsamples", floor=10),
@@ -114,8 +118,18 @@ def method_units(
         return cost.weight * occlusion_windows(int(window), int(stride), size)
     if cost.parameter is None:
         return cost.weight
+    return cost.weight * (_step_count(method, params) + cost.extra)
+
+
+def _step_count(method: str, params: Mapping[str, Any]) -> int:
+    """The method's step parameter, or when it is None (adaptive), its equivalent: the
+    evaluation bound less ``extra``, so that halving it degrades to a fixed step count."""
+    cost = METHOD_COSTS[method]
+    assert cost.parameter is not None
     value = params.get(cost.parameter, _library_default(method, cost.parameter))
-    return cost.weight * (int(value) + cost.extra)
+    if value is None and cost.unset is not None:
+        return int(params.get(cost.unset, _library_default(method, cost.unset))) - cost.extra
+    return int(value)
 
 
 def _parameters(method: str, options: ExplainOptions) -> dict[str, Any]:
@@ -251,7 +265,9 @@ def _units(
 def _above_floor(method: str, options: ExplainOptions) -> bool:
     """Whether ``method`` has a step parameter and it is still above its floor."""
     cost = METHOD_COSTS[method]
-    return cost.parameter is not None and _parameters(method, options)[cost.parameter] > cost.floor
+    if cost.parameter is None:
+        return False
+    return _step_count(method, _parameters(method, options)) > cost.floor
 
 
 def _fewer_steps(
@@ -276,7 +292,7 @@ def _fewer_steps(
         method = reducible[0]
         name, floor = METHOD_COSTS[method].parameter, METHOD_COSTS[method].floor
         assert name is not None
-        value = max(floor, _parameters(method, options)[name] // 2)
+        value = max(floor, _step_count(method, _parameters(method, options)) // 2)
         chosen = getattr(options.parameters, method).model_copy(update={name: value})
         parameters = options.parameters.model_copy(update={method: chosen})
         options = options.model_copy(update={"parameters": parameters})
@@ -286,7 +302,8 @@ def _fewer_steps(
             continue
         before, after = original[method][name], _parameters(method, options)[name]
         if after != before:
-            reductions.append(f"{method} {name} {before} -> {after}")
+            was = "adaptive" if before is None else before
+            reductions.append(f"{method} {name} {was} -> {after}")
     return options, substitutions
 
 
