@@ -114,8 +114,9 @@ def train_table(result: dict[str, Any], file: str = "(this run)") -> str:
     lines += [
         "",
         f"Goal: clearsight at least {GOAL_SPEEDUP:.0f}x faster to {target} in every run: "
-        f"**{verdict}**. Epoch cap: {result['max_epochs']} (clearsight: at most its default "
-        f"{result['clearsight_settings']['epochs']} planned epochs).",
+        f"**{verdict}**. Epoch cap: {result['max_epochs']}; clearsight plans "
+        f"{result['clearsight_settings']['epochs']} epochs (its default or the cap, whichever "
+        "is smaller) and may stop early on its validation loss.",
     ]
     return "\n".join(lines)
 
