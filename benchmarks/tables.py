@@ -233,7 +233,8 @@ def render(text: str, repo: Path = REPO) -> str:
 
     def replace(match: re.Match[str]) -> str:
         body = table(match["kind"], match["file"], repo)
-        return f"{match['open']}{body}\n{match['close']}"
+        # A blank line before the closing marker ends a Markdown table for every renderer.
+        return f"{match['open']}{body}\n\n{match['close']}"
 
     return BLOCK.sub(replace, text)
 

@@ -103,7 +103,7 @@ def test_train_table_exact_and_lower_bound() -> None:
     missed = tables.train_table(train_result([fast], [slow]))
     assert "0.22x" in missed and "**MISSED**" in missed
     thresholds = tables.train_thresholds_table(train_result([slow, never], [fast, fast]))
-    assert "| 0.95 | 4.5 (2/2) | 1.0 (2/2) | 3.00x, 1.00x |" in thresholds
+    assert "| 0.95 | 3.0 (2/2) | 1.0 (2/2) | 3.00x, 3.00x |" in thresholds
     assert "| 0.98 | 9.0 (1/2) | 2.0 (2/2) | 4.50x, >= 6.00x |" in thresholds
 
 
@@ -111,7 +111,7 @@ def test_a_missing_file_awaits_a_run_and_a_file_renders(tmp_path: Path) -> None:
     text = "a\n<!-- table:serve results/serve.json -->\nold\n<!-- /table -->\nb\n"
     assert tables.render(text, tmp_path) == (
         "a\n<!-- table:serve results/serve.json -->\n"
-        "_Awaiting a run: `results/serve.json` is not committed yet._\n<!-- /table -->\nb\n"
+        "_Awaiting a run: `results/serve.json` is not committed yet._\n\n<!-- /table -->\nb\n"
     )
     (tmp_path / "results").mkdir()
     row = {"server": "s", "workload": "predict", "mode": "closed", "load": "c=1"}
