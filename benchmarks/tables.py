@@ -107,10 +107,13 @@ def train_table(result: dict[str, Any], file: str = "(this run)") -> str:
             f"{p.baseline['epochs']} | {_seconds(p.ours)} | {p.ours['epochs']} | {text} |"
         )
     met = all(v is not None and v >= GOAL_SPEEDUP for v, _ in verdicts)
-    exact = all(e for _, e in verdicts)
+    bounds = sum(1 for v, e in verdicts if v is not None and not e)
     verdict = "met" if met else "MISSED"
-    if met and not exact:
-        verdict += " (lower bounds: the seed code did not reach the target in some run)"
+    if met and bounds:
+        verdict += (
+            f" (as lower bounds: the seed code did not reach {target} in {bounds} of "
+            f"{len(verdicts)} runs)"
+        )
     lines += [
         "",
         f"Goal: clearsight at least {GOAL_SPEEDUP:.0f}x faster to {target} in every run: "
