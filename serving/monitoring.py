@@ -13,7 +13,6 @@ seconds, so a scrape never reads a file.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -153,14 +152,9 @@ class ServiceMonitoring:
 
 
 def fallback_bounds(task: ImageTask) -> Bounds:
-    """The shipped default bounds for ``task``'s channels.
-
-    NOTE(c-explain): ``default_bounds(channels=...)`` comes with c-explain's per-channel
-    features; until it is merged the grey defaults are all there is, so the keyword is passed
-    only when the signature takes it."""
-    if "channels" in inspect.signature(default_bounds).parameters:
-        return default_bounds(channels=task.channels)  # type: ignore[call-arg, unused-ignore]
-    return default_bounds()
+    """The shipped default bounds where they fit ``task`` (28x28 grey digits); empty bounds
+    for any other task, whose own bounds come with its monitoring reference."""
+    return default_bounds(task.channels, task=task)
 
 
 def count_checks(failed: list[list[OutOfBounds]]) -> None:

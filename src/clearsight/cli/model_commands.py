@@ -182,21 +182,23 @@ def explain_image(
 
         from clearsight.choices import DEFAULT_METHODS
         from clearsight.reporting.image_report import explain_file
-        from clearsight.tracking.registry import load_model_ref
+        from clearsight.tracking.registry import load_model_ref, load_task
 
         settings = load_settings()
         methods = [m.value for m in method] if method else list(DEFAULT_METHODS)
         with tempfile.TemporaryDirectory() as tmp:
             with step(f"loading {model_ref} from the registry"):
                 model, version = load_model_ref(settings, model_ref, Path(tmp))
+                task = load_task(settings.tracking.registered_model, version)
             with step(f"explaining {image.name} ({', '.join(methods)})"):
-                result = explain_file(model, image, methods, out)
+                result = explain_file(model, image, methods, out, task=task)
         if as_json:
             print_json(
                 {
                     "model": settings.tracking.registered_model,
                     "version": version,
                     "label": result.label,
+                    "class_name": result.class_name,
                     "confidence": result.confidence,
                     "probabilities": result.probabilities.tolist(),
                     "explanations": [vars(row) for row in result.rows],
@@ -205,9 +207,10 @@ def explain_image(
                 }
             )
             return
+        named = "" if result.class_name == str(result.label) else f" (class {result.label})"
         console.print(
             f"{settings.tracking.registered_model} v{version}: predicted "
-            f"[bold]{result.label}[/bold] ({result.confidence:.1%})"
+            f"[bold]{result.class_name}[/bold]{named} ({result.confidence:.1%})"
         )
         for note in result.preprocessing:
             console.print(f"note: {note}", highlight=False)

@@ -18,7 +18,6 @@ check at ingest (``clearsight.data.label_check``).
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -211,14 +210,5 @@ def record_feedback(
         "served_confidence": np.array([a.confidence for a in matched], dtype=np.float32),
         "served_version": np.array([a.model_version for a in matched], dtype=str),
     }
-    extra = {"task": task} if _takes_task() else {}
-    written = write_feedback_batch(folder, pixels, request.labels, list(ids), served, **extra)
+    written = write_feedback_batch(folder, pixels, request.labels, list(ids), served, task=task)
     return FeedbackResponse(batch=written.name, count=written.count)
-
-
-def _takes_task() -> bool:
-    """Whether ``write_feedback_batch`` records the task (a-data's ``task=``).
-
-    TODO(lead): once a-data's ``write_feedback_batch(task=)`` is merged, pass ``task=task``
-    unconditionally and drop this check."""
-    return "task" in inspect.signature(write_feedback_batch).parameters

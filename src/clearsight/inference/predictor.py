@@ -71,6 +71,7 @@ from clearsight.inference.schemas import (
     check_explain_options,
 )
 from clearsight.inference.served_task import served_task
+from clearsight.mlflow_links import mlflow_ui_link
 from clearsight.monitoring.requests import RequestMonitor
 from clearsight.task import DIGITS, SCALE_MAX, ImageTask
 
@@ -420,7 +421,7 @@ class Predictor:
                 },
             ),
             mlflow_run_url=(
-                f"{self.mlflow_ui_url}/#/runs/{p.run_id}"
+                mlflow_ui_link(self.mlflow_ui_url, run_id=p.run_id)
                 if self.mlflow_ui_url and p.run_id
                 else None
             ),

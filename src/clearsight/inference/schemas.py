@@ -103,8 +103,12 @@ class SmoothGradParameters(_Strict):
 
 
 class OcclusionParameters(_Strict):
-    window: int = Field(default=4, ge=1, le=MAX_SIDE)
-    stride: int = Field(default=2, ge=1, le=MAX_SIDE)
+    window: int | None = Field(
+        default=None, ge=1, le=MAX_SIDE, description="None: a seventh of the image's shorter side."
+    )
+    stride: int | None = Field(
+        default=None, ge=1, le=MAX_SIDE, description="None: half the window."
+    )
 
 
 class ShapParameters(_Strict):

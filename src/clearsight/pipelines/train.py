@@ -30,7 +30,7 @@ from clearsight.reporting.run_artifacts import (
     write_evaluation_artifacts,
     write_explanation_artifacts,
 )
-from clearsight.task import DIGITS, ImageTask, to_model_input
+from clearsight.task import ImageTask, to_model_input
 from clearsight.tracking import run as tracking
 
 Stage = Callable[[str], AbstractContextManager[object]]
@@ -70,9 +70,7 @@ def train_and_assess(
     of this run is deleted again (``tracking.run.training_run``).
     """
     splits = gated.splits
-    # The task the gate decided for this data (its shape and class names); data from before
-    # the gate knew tasks is the digits'.
-    task: ImageTask = getattr(gated, "task", DIGITS)
+    task: ImageTask = gated.task  # the shape and class names the gate decided for this data
     with tracking.training_run(settings, gated) as run, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tracking.log_data(gated)

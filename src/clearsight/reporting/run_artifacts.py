@@ -107,7 +107,7 @@ def shap_image_plot(values: np.ndarray, x: np.ndarray, path: Path) -> None:
     import matplotlib.pyplot as plt
     import shap
 
-    shap.image_plot([values[..., None]], x, show=False)
+    shap.image_plot([values if values.ndim == 4 else values[..., None]], x, show=False)
     figure = plt.gcf()
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
@@ -136,14 +136,17 @@ def write_explanation_artifacts(
     rng = np.random.default_rng(0)
     reference = background.pixels()[rng.choice(len(background), 100, replace=False)]
     shap_maps = shap_attribution(model, x, background=to_model_input(reference))
-    first_of_each_class = slice(0, 10)  # one row per digit keeps SHAP's tall plot readable
+    first_of_each_class = slice(0, 10)  # one row per class keeps SHAP's tall plot readable
+    per_channel = shap_maps.channel_maps if shap_maps.channel_maps is not None else shap_maps.maps
     shap_image_plot(
-        shap_maps.maps[first_of_each_class],
+        per_channel[first_of_each_class],
         x[first_of_each_class],
         out_dir / "explanations/shap_image_plot.png",
     )
     figure_png(
-        class_mean_maps_figure(np.abs(shap_maps.maps), labels, "mean |SHAP|"),
+        class_mean_maps_figure(
+            np.abs(shap_maps.maps), labels, "mean |SHAP|", len(names), class_names=names
+        ),
         out_dir / "explanations/shap_class_mean.png",
     )
 
