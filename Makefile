@@ -21,7 +21,7 @@ MYPY_CACHE_DIR ?= $(HOME)/.cache/clearsight/mypy
 # The Keras backend's extra (tensorflow, jax, torch; gpu or jax-gpu for CUDA): TensorFlow by default.
 BACKEND_EXTRA ?= tensorflow
 
-.PHONY: setup run test test-faults lint browser strace schedule ui serving-requirements stack-up stack-demo stack-faults stack-down stack-lint
+.PHONY: setup run test test-journeys test-faults lint browser strace schedule ui serving-requirements stack-up stack-demo stack-faults stack-down stack-lint
 
 setup:  ## install uv if missing, then the locked environment (Python 3.12)
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -37,7 +37,10 @@ ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
 	$(RUN) clearsight ui
 
 test: setup lint browser  ## lint, then the test suite (slow end-to-end tests included; faults apart)
-	$(RUN) pytest -m "not faults"
+	$(RUN) pytest -m "not faults and not journeys"
+
+test-journeys: setup  ## your own images (word-named, 8x8, colour folders) through the whole loop
+	$(RUN) pytest -s -m journeys tests/journeys
 
 test-faults: setup strace  ## the fault-injection suite (tests/faults): kills, lost servers, full disks
 	$(RUN) pytest -m faults

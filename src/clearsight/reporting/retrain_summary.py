@@ -87,7 +87,7 @@ class RetrainSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"run_link": self.run_link()}
 
     def run_link(self) -> str:
         """A link to the run in the MLflow UI's model-training view; for a local store, the
