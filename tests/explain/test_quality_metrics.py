@@ -42,7 +42,7 @@ def test_readers_get_numbers_or_none() -> None:
 
 def test_the_model_card_reads_the_record() -> None:
     lines = explanation_section(QUALITY)
-    assert any("16 fixed holdout digits" in line for line in lines)
+    assert any("16 fixed holdout images" in line for line in lines)
     rows = [line for line in lines if line.startswith(f"| {INTEGRATED_GRADIENTS} |")]
     assert rows and "0.01" in rows[0] and "0.2" in rows[0]
     assert any(line.startswith(f"| {RANDOM} |") for line in lines)

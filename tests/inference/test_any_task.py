@@ -104,7 +104,7 @@ def test_the_stored_task_names_the_classes_and_the_model_decides_the_shape(colou
 
 def test_a_digit_shaped_model_without_a_task_is_the_digits() -> None:
     keras.utils.set_random_seed(0)
-    model = build_cnn(Architecture(conv1_filters=4, conv2_filters=4), name="tiny_digits")
+    model = build_cnn(arch=Architecture(conv1_filters=4, conv2_filters=4), name="tiny_digits")
     assert served_task(model) == DIGITS
 
 
@@ -194,7 +194,8 @@ def test_warm_up_and_metadata_follow_the_task(grey_model) -> None:
     assert meta.input["shape"] == [8, 8] and meta.input["model_input_shape"] == [8, 8, 1]
     assert "resized (bilinear) to 8x8" in meta.input["preparation"]
     assert "polarity" not in meta.input  # the MNIST inversion is for digits only
-    assert meta.explainer.units_per_target["occlusion"] == 0.5 * 9  # 3 x 3 windows on 8x8
+    # the default window is a seventh of the side: 1 pixel on 8x8, 8 x 8 windows
+    assert meta.explainer.units_per_target["occlusion"] == 0.5 * 64
 
 
 def test_occlusion_costs_count_windows_on_the_tasks_size() -> None:

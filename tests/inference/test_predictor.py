@@ -379,7 +379,8 @@ def test_metadata_describes_the_model_and_the_explainer(warm):
     assert meta.explainer.fallback_method == FALLBACK_METHOD
     assert meta.explainer.available_methods == list(METHOD_NAMES)
     assert meta.explainer.measured_ms_per_image == warm.costs.ms_per_row
-    assert meta.mlflow_run_url == "http://mlflow:5000/#/runs/run42"  # trailing slash gone
+    # trailing slash gone; the link opens the model-training view
+    assert meta.mlflow_run_url == "http://mlflow:5000/#/runs/run42?workflowType=machine_learning"
     assert meta.live is None
 
 

@@ -3,8 +3,6 @@ channels (``serving.monitoring.fallback_bounds``), without a server."""
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 
 import serving.monitoring as service_monitoring
@@ -22,7 +20,7 @@ def test_the_digits_fall_back_to_the_shipped_digit_bounds() -> None:
 def test_the_tasks_channels_choose_the_default_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: list[int] = []
 
-    def per_channel(channels: int = 1) -> Bounds:
+    def per_channel(channels: int = 1, *, task: ImageTask | None = None) -> Bounds:
         asked.append(channels)
         return default_bounds()
 
@@ -32,11 +30,7 @@ def test_the_tasks_channels_choose_the_default_bounds(monkeypatch: pytest.Monkey
     assert asked == [3, 1]
 
 
-@pytest.mark.skipif(
-    "channels" not in inspect.signature(default_bounds).parameters,
-    reason="default_bounds(channels=) comes with c-explain's per-channel features",
-)
 def test_colour_bounds_are_the_per_channel_ones() -> None:
     bounds = service_monitoring.fallback_bounds(COLOUR)
-    colour = default_bounds(channels=3)  # type: ignore[call-arg, unused-ignore]
-    assert bounds.to_dict() == colour.to_dict()
+    assert bounds.to_dict() == default_bounds(3, task=COLOUR).to_dict()
+    assert not bounds.limits  # no shipped bounds for colour: they come with its reference

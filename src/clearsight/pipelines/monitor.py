@@ -33,6 +33,7 @@ from clearsight.monitoring.reference import ARTIFACT, Reference, compute_referen
 from clearsight.monitoring.scores import DriftScores
 from clearsight.monitoring.traffic import read_window
 from clearsight.pipelines.serving_models import serving_models
+from clearsight.task import DIGITS, ImageTask
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,13 @@ class VersionReference:
     run_tags: dict[str, str]
     reference: Reference
     model: object
+    task: ImageTask = DIGITS  # what the model answers (its registry metadata)
 
 
 def champion_reference(settings: Settings, ref: str = "champion") -> VersionReference:
     """The model and training reference of ``ref`` (an alias or a version number)."""
     from clearsight.tracking.monitoring import logged_reference
-    from clearsight.tracking.registry import describe_version, load_model_ref
+    from clearsight.tracking.registry import describe_version, load_model_ref, load_task
 
     info = describe_version(settings, ref)
     with tempfile.TemporaryDirectory(prefix="clearsight-monitor-") as tmp:
@@ -74,7 +76,8 @@ def champion_reference(settings: Settings, ref: str = "champion") -> VersionRefe
     reference = logged_reference(settings, info.run_id) if info.run_id else None
     if reference is None:
         reference = holdout_reference(settings, model, version)
-    return VersionReference(version, info.run_id, info.run_tags, reference, model)
+    task = load_task(settings.tracking.registered_model, version)
+    return VersionReference(version, info.run_id, info.run_tags, reference, model, task)
 
 
 def holdout_reference(settings: Settings, model: object, version: str) -> Reference:

@@ -50,7 +50,7 @@ def serving_models(
         version, run_id = key
         try:
             models[key] = _load(settings, version, run_id, champion)
-            tasks[key] = _task(settings, version)
+            tasks[key] = champion.task if version == champion.version else _task(settings, version)
         except (ClearsightError, OSError) as err:
             reason = err.one_line() if isinstance(err, ClearsightError) else str(err)
             notes.append(
@@ -62,9 +62,12 @@ def serving_models(
 
 def _task(settings: Settings, version: str) -> ImageTask:
     """The task ``version`` was trained for (the digits' for one logged before tasks)."""
-    from clearsight.tracking.registry import load_task
+    from clearsight.tracking.registry import version_task
 
-    return load_task(settings.tracking.registered_model, version)
+    task = version_task(settings.tracking.registered_model, version)
+    if task is None:
+        raise RegistryError(f"cannot read v{version}'s model metadata from the registry")
+    return task
 
 
 def _load(settings: Settings, version: str, run_id: str, champion: VersionReference) -> object:
