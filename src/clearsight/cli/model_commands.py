@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -119,17 +120,21 @@ def retrain(
         from flows.retrain import run_once  # the composition root: the CLI drives the flow
 
         data = settings.data
-        summary = run_once(
-            source=data.source,
-            path=str(data.path) if data.path else None,
-            epochs=epochs,
-            seed=seed,
-            only_if_new_data=only_if_new_data,
-            image_height=data.image_height,
-            image_width=data.image_width,
-            image_channels=data.image_channels,
-            digit_rules=data.digit_rules,
-        )
+        # With --json, stdout carries the JSON only: the flow's progress (Keras's epoch lines,
+        # Prefect's logs) goes to stderr.
+        progress_out = sys.stderr if as_json else sys.stdout
+        with contextlib.redirect_stdout(progress_out):
+            summary = run_once(
+                source=data.source,
+                path=str(data.path) if data.path else None,
+                epochs=epochs,
+                seed=seed,
+                only_if_new_data=only_if_new_data,
+                image_height=data.image_height,
+                image_width=data.image_width,
+                image_channels=data.image_channels,
+                digit_rules=data.digit_rules,
+            )
         if summary is None:
             if as_json:
                 print_json({"skipped": "no new data"})
