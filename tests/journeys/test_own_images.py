@@ -213,7 +213,7 @@ def test_word_named_digits_through_the_whole_loop(tmp_path: Path) -> None:
         assert meta["version"] == first["version"]
         # Keras's convention: the class folders' names, sorted; label i is the i-th name.
         assert meta["task"]["class_names"] == sorted(DIGIT_WORDS)
-        assert meta["input"]["model_input_shape"] == [-1, 28, 28, 1]
+        assert meta["input"]["model_input_shape"] == [28, 28, 1]
 
         before = predict(url, unseen)
         report(
@@ -292,9 +292,7 @@ def test_colour_shapes_train_explain_and_serve(tmp_path: Path) -> None:
     write_class_folders(colour_shapes(20, size=32, seed=1), unseen_tree)  # other draws
     unseen = sorted(unseen_tree.glob("*/*.png"))
 
-    trained = home.cli_json(
-        "retrain", "--source", "folder", "--path", str(shapes), "--epochs", "15"
-    )
+    trained = home.cli_json("retrain", "--source", "folder", "--path", str(shapes))
     assert trained["promoted"], trained["reason"]
 
     answer = explain_file_cli(home, unseen[0], tmp_path / "overlays")
@@ -306,7 +304,9 @@ def test_colour_shapes_train_explain_and_serve(tmp_path: Path) -> None:
         meta = metadata(url)
         assert meta["task"]["class_names"] == sorted(SHAPES)
         assert meta["task"]["channels"] == 3
-        assert meta["input"]["model_input_shape"] == [-1, 32, 32, 3]
+        assert meta["input"]["model_input_shape"] == [32, 32, 3]
+        oip = httpx.get(f"{url}/v2/models/{meta['name']}", timeout=30).json()
+        assert oip["inputs"][0]["shape"] == [-1, 32, 32, 3]
         answers = predict(url, unseen)
         report(
             "colour shapes 32x32",
@@ -336,7 +336,7 @@ def test_small_digits_train_explain_and_serve(tmp_path: Path) -> None:
 
     with home.serving() as url:
         meta = metadata(url)
-        assert meta["input"]["model_input_shape"] == [-1, 8, 8, 1]
+        assert meta["input"]["model_input_shape"] == [8, 8, 1]
         assert meta["task"]["class_names"] == [str(d) for d in range(10)]  # numeric order
         answers = predict(url, unseen)
         report(

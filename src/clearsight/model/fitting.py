@@ -93,9 +93,24 @@ def seed_everything(settings: TrainSettings) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+# A small dataset still gets this many updates per epoch: the batch shrinks (not below
+# MIN_BATCH_SIZE) rather than leave a few hundred images with 2-3 steps an epoch, which the
+# default batch of 256 (sized for the 48,000 digits) would.
+MIN_STEPS_PER_EPOCH = 12
+MIN_BATCH_SIZE = 16
+
+
+def effective_batch_size(batch_size: int, n_train: int) -> int:
+    """``batch_size``, or smaller for a dataset too small for ``MIN_STEPS_PER_EPOCH`` batches."""
+    enough = max(MIN_BATCH_SIZE, math.ceil(n_train / MIN_STEPS_PER_EPOCH))
+    return max(1, min(batch_size, enough))
+
+
 def resolve_fit_params(settings: TrainSettings, device: DeviceInfo, n_train: int) -> dict[str, Any]:
-    """Pick steps per execution, jit and precision for this backend and device."""
-    steps_per_epoch = math.ceil(n_train / settings.batch_size)
+    """Pick the batch size, steps per execution, jit and precision for this backend, device
+    and amount of data."""
+    batch_size = effective_batch_size(settings.batch_size, n_train)
+    steps_per_epoch = math.ceil(n_train / batch_size)
     steps = settings.steps_per_execution
     if steps is None:
         # The torch trainer runs one step per call; TF and JAX fuse a loop of steps.
@@ -106,6 +121,7 @@ def resolve_fit_params(settings: TrainSettings, device: DeviceInfo, n_train: int
     if settings.mixed_precision == "auto" and bf16_helps(device):
         precision = "mixed_bfloat16"
     return {
+        "batch_size": batch_size,
         "steps_per_execution": steps,
         "jit_compile": jit,
         "dtype_policy": precision,
@@ -263,7 +279,7 @@ def _fit(
         train_labels,
         validation_data=(to_model_input(val_pixels), val_labels),
         epochs=settings.epochs,
-        batch_size=settings.batch_size,
+        batch_size=params["batch_size"],
         shuffle=True,
         callbacks=[timer, stop, keras.callbacks.TerminateOnNaN(), *callbacks],
         verbose=verbose,
