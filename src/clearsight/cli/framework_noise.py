@@ -105,8 +105,8 @@ def import_keras(*, lean: bool = False) -> ModuleType:
 
     ``lean`` skips Keras' optional imports; never for the JAX backend, which needs JAX itself.
     """
-    if "keras" in sys.modules:
-        return sys.modules["keras"]
+    if (loaded := sys.modules.get("keras")) is not None:
+        return loaded
     optional = OPTIONAL_FOR_KERAS if lean else ()
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         optional = ()

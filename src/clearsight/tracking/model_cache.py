@@ -72,11 +72,11 @@ def tracking_uri(settings: Settings) -> str:
 
 
 def _sqlite_key(uri: str, name: str, ref: str) -> VersionKey | None:
-    """The key from a local SQLite store's tables; None when the store cannot tell (no file,
-    another schema, a version not found): the caller then asks MLflow, which explains."""
+    """The key from a local SQLite store's tables; None when the store cannot tell (another
+    schema, a version not found): the caller then asks MLflow, which explains."""
     path = Path(uri.removeprefix("sqlite:///"))
-    if not path.is_file():
-        return None
+    if not path.is_file():  # no store yet: say so, rather than create an empty one to ask it
+        raise RegistryError(f"registered model '{name}' does not exist yet; train one first")
     try:
         with contextlib.closing(
             sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
