@@ -111,5 +111,5 @@ def import_keras(*, lean: bool = False) -> ModuleType:
     if os.environ.get("KERAS_BACKEND", "tensorflow") != "tensorflow":
         optional = ()
     with captured_stderr(), hidden_modules(optional):
-        import keras
-    return keras
+        import keras  # noqa: F401  (the import is the point)
+    return sys.modules["keras"]
