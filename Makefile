@@ -13,6 +13,10 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export GX_ANALYTICS_ENABLED := false
+# Install with compiled bytecode: uv does not compile by default, and where Python may not
+# write it either (PYTHONDONTWRITEBYTECODE, a read-only venv) every command recompiles
+# TensorFlow's and MLflow's sources on each start: `clearsight explain` took 21 s, not 9 s.
+export UV_COMPILE_BYTECODE := 1
 
 COMPOSE := docker compose -f docker/compose.yaml
 # mypy's cache outside the checkout, like uv's: a fresh clone checks in seconds, not 90 s (mypy

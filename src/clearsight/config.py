@@ -170,6 +170,12 @@ class TrackingSettings(BaseModel):
         default=True,
         description="Activation maps, attribution panels, SHAP plots and the quality report.",
     )
+    model_cache_entries: int = Field(
+        default=4,
+        ge=0,
+        description="Registry versions whose model `clearsight explain` keeps in cache_dir "
+        "(the newest used; 0: no cache, always load through MLflow).",
+    )
 
 
 class ExplainSettings(BaseModel):
@@ -391,6 +397,7 @@ FOLDER_DEFAULTS: dict[str, tuple[str, str]] = {
     "reports_dir": ("data_dir", "reports"),
     "contract_dir": ("home", "data/contract"),
     "mlflow_dir": ("home", "mlflow"),
+    "cache_dir": ("data_dir", "cache"),
 }
 
 
@@ -429,6 +436,10 @@ class Settings(BaseSettings):
         default=None, description="The committed data contract (reference profile)."
     )
     mlflow_dir: Path | None = Field(default=None, description="Local MLflow store.")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Copies of registry models for quick CLI loads (safe to delete any time).",
+    )
     service_url: str | None = Field(
         default=None,
         description="A running prediction service that follows the registry: told to check "

@@ -145,3 +145,15 @@ def test_diverged_training_is_one_line_and_registers_nothing(tmp_path: Path) -> 
     assert "Traceback" not in result.stdout + result.stderr
     models = run_cli("models", tmp_path=tmp_path)
     assert "does not exist yet" in models.stderr
+
+
+def test_explain_without_a_model_prints_no_framework_noise(tmp_path: Path, digits) -> None:
+    """TensorFlow is imported before the registry answers: its start-up lines stay hidden."""
+    digit = tmp_path / "digit.png"
+    Image.fromarray(digits[0][0]).save(digit)
+    result = run_cli("explain", str(digit), tmp_path=tmp_path, env={"TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: registered model 'clearsight-cnn' does not exist yet; train one first"
+    ], result.stderr
+    assert not (tmp_path / "mlflow").exists()  # asking created no empty store

@@ -32,5 +32,16 @@ def root(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Keep TensorFlow's start-up lines on stderr (hidden by default).",
+        ),
+    ] = False,
 ) -> None:
     """Validated data, tracked training and measured explanations for Keras image models."""
+    from clearsight.cli.framework_noise import set_verbose
+
+    set_verbose(verbose)

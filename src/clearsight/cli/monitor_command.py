@@ -36,6 +36,9 @@ def monitor(
         settings = load_settings()
         if no_attributions:
             settings = settings.override("monitoring", attributions=False)
+        from clearsight.cli.framework_noise import import_keras
+
+        import_keras()  # first, so TensorFlow's start-up lines are filtered
         from clearsight.pipelines.monitor import run_monitor
 
         with step("testing served traffic against the training reference"):

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 def bento_store() -> ModuleType:
     """The ``serving.bento_store`` adapter, imported when a command needs BentoML (the CLI is
     the composition root: it may drive the adapters, the library below it never does)."""
+    from clearsight.cli.framework_noise import import_keras
+
+    import_keras()  # BentoML's Keras support imports TensorFlow: its start-up lines filtered
     from serving import bento_store
 
     return bento_store

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import cv2
 import keras
 import numpy as np
-from scipy import stats
 
 from clearsight.choices import QUALITY_METHODS
 from clearsight.explain.attribution import Attribution
@@ -184,6 +183,8 @@ def spearman_rows(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) 
     A map that is constant on the mask (e.g. a Grad-CAM map that a random model zeroes out)
     keeps no ranking of the original: its correlation is reported as 0, not NaN.
     """
+    from scipy import stats  # here, not at the top: 1 s of a one-image `clearsight explain`
+
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)
     mask = np.ones_like(a, bool) if mask is None else mask.reshape(len(a), -1)
     rho = np.zeros(len(a))
