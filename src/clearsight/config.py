@@ -68,13 +68,14 @@ class DataSettings(BaseModel):
     digit_rules: bool | None = Field(
         default=None,
         description="MNIST-style steps (the polarity rule, the polarity repair and crop-and-centre "
-        "for sent images); None: on for the digit sources (embedded, idx, keras), off otherwise.",
+        "for sent images); None: on for the digit sources (embedded, idx, keras, npz), off otherwise.",
     )
     min_images_per_class: int = Field(
-        default=5,
+        default=10,
         ge=1,
-        description="The folder source refuses a class folder with fewer images (each class "
-        "needs some for training and some for the holdout).",
+        description="The folder source refuses a class folder with fewer images: each class "
+        "needs images in training, validation and the holdout (at 5 or 6 a class's "
+        "validation share rounds to none).",
     )
     seed: int = 42
     holdout_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)

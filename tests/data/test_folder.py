@@ -98,7 +98,7 @@ def test_refusals_are_one_line(tmp_path: Path, shapes: Dataset) -> None:
     refused(root, "hexagon: class 'hexagon' has no images")
     for i in range(2):
         Image.new("RGB", (32, 32)).save(root / "hexagon" / f"{i}.png")
-    refused(root, r"class 'hexagon' has only 2 image\(s\); every class needs at least 5")
+    refused(root, r"class 'hexagon' has only 2 image\(s\); every class needs at least 10")
     assert len(load(_folder_settings(root, min_images_per_class=2))) == 62
     (root / "hexagon" / "broken.png").write_bytes(b"\x89PNG not really")
     refused(root, r"broken\.png: not a readable image", min_images_per_class=2)
@@ -126,6 +126,7 @@ def test_digit_rules_defaults() -> None:
     assert digit_rules_on(DataSettings(source="idx")) and digit_rules_on(
         DataSettings(source="keras")
     )
+    assert digit_rules_on(DataSettings(source="npz"))  # Keras's mnist.npz format
     assert not digit_rules_on(DataSettings(source="folder"))
     assert digit_rules_on(DataSettings(source="folder", digit_rules=True))
     assert not digit_rules_on(DataSettings(digit_rules=False))
@@ -135,17 +136,17 @@ def test_digit_rules_keep_the_mnist_fit(tmp_path: Path, digits) -> None:
     images, _ = digits
     (tmp_path / "0").mkdir()
     (tmp_path / "1").mkdir()
-    for i in range(5):
+    for i in range(10):
         Image.fromarray(np.kron(images[i], np.ones((3, 3), np.uint8))).save(
             tmp_path / "0" / f"{i}.png"
         )
         Image.fromarray(images[i]).save(tmp_path / "1" / f"{i}.png")
     fitted = load(_folder_settings(tmp_path, digit_rules=True))
-    assert fitted.images.shape == (10, 28, 28) and fitted.class_names == ("0", "1")
+    assert fitted.images.shape == (20, 28, 28) and fitted.class_names == ("0", "1")
     with pytest.raises(DataSourceError, match="resize policy is 'reject'"):
         load(_folder_settings(tmp_path, digit_rules=True, folder_resize="reject"))
     plain = load(_folder_settings(tmp_path))  # no digit rules: bilinear to the common size
-    assert plain.images.shape == (10, 84, 84)  # a tie goes to the larger images
+    assert plain.images.shape == (20, 84, 84)  # a tie goes to the larger images
 
 
 def test_holdout_refuses_another_dataset(settings: Settings, digits, shapes: Dataset) -> None:

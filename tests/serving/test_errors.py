@@ -45,7 +45,7 @@ BAD_REQUESTS = {
         {"images": [array()], "explain": {"targets": "explicit", "classes": [10]}},
         400,
         "invalid_request",
-        "less than or equal to 9",
+        "no class 10; this model has classes 0-9",
     ),
     "explicit without classes": (
         {"images": [array()], "explain": {"targets": "explicit"}},

@@ -45,7 +45,7 @@ DigitRulesOpt = Annotated[
     typer.Option(
         "--digit-rules/--no-digit-rules",
         help="MNIST-only steps (polarity rule, crop-and-centre); default: on for the digit "
-        "sources (embedded, idx, keras), off for folder and npz.",
+        "sources (embedded, idx, keras, npz), off for folder.",
         show_default=False,
     ),
 ]

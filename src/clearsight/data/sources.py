@@ -243,7 +243,8 @@ def load_keras() -> Dataset:
 
 
 # The sources whose data are MNIST digits unless the settings say otherwise.
-DIGIT_SOURCES = frozenset({"embedded", "idx", "keras"})
+# npz is Keras's mnist.npz format (x_train, y_train): digits unless the settings say otherwise.
+DIGIT_SOURCES = frozenset({"embedded", "idx", "keras", "npz"})
 
 
 def digit_rules_on(settings: DataSettings) -> bool:

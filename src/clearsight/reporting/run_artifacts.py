@@ -134,7 +134,9 @@ def write_explanation_artifacts(
     figure_png(panel_figure(x, attributions, labels=titles), out_dir / "explanations/panel.png")
 
     rng = np.random.default_rng(0)
-    reference = background.pixels()[rng.choice(len(background), 100, replace=False)]
+    reference = background.pixels()[
+        rng.choice(len(background), min(100, len(background)), replace=False)
+    ]
     shap_maps = shap_attribution(model, x, background=to_model_input(reference))
     first_of_each_class = slice(0, 10)  # one row per class keeps SHAP's tall plot readable
     per_channel = shap_maps.channel_maps if shap_maps.channel_maps is not None else shap_maps.maps
