@@ -41,9 +41,15 @@ def requirements(peer: str) -> list[str]:
             _ours("mlflow"),
             *runtime,
         ],
-        # KServe's Python model server; the explainer calls clearsight's library from the
-        # checkout (PYTHONPATH=src), so the library's one extra import (OpenCV) comes along.
-        "kserve": ["kserve==0.21.0", _ours("opencv-python-headless"), *runtime],
+        # KServe's Python model server with a custom explainer running alibi's
+        # IntegratedGradients in the same process. kserve 0.21.0 requires pillow>=12.3.0 (a CVE
+        # floor) and alibi 0.9.6 caps pillow<11: no set satisfies both (pip falls back to
+        # kserve 0.20.0). KServe's own alibi explainer sample resolves it with a uv override
+        # (docs/samples/explanation/alibi/alibiexplainer/pyproject.toml: pillow>=12.3.0, "alibi's
+        # Pillow usage is compatible with 12.x"), so OVERRIDES does the same, within 12.x as
+        # its lock. NumPy then resolves to 1.26.4 (alibi's cap; kserve allows >=1.26); click as
+        # in the alibi entry below.
+        "kserve": ["kserve==0.21.0", "alibi==0.9.6", "click>=8,<9", *runtime],
         "bentoml": [_ours("bentoml"), *runtime],
         # alibi 0.9.6 caps NumPy below 2; uv resolves TensorFlow against that. alibi imports
         # spaCy at import time, whose CLI needs click, which its typer-slim no longer brings.
@@ -53,6 +59,10 @@ def requirements(peer: str) -> list[str]:
 
 PEERS = ("mlflow", "mlserver", "kserve", "bentoml", "alibi")
 
+# uv's overrides (``uv pip install --overrides``): a requirement that replaces every
+# package's own requirement on that package, as a peer's documentation does it.
+OVERRIDES = {"kserve": ["pillow>=12.3.0,<13"]}
+
 
 def python_of(peer: str) -> Path:
     return ENVS / peer / "bin" / "python"
@@ -60,7 +70,8 @@ def python_of(peer: str) -> Path:
 
 def ensure(peer: str, log=print) -> Path:
     """Create (or reuse) the peer's environment; returns its interpreter."""
-    wanted = requirements(peer)
+    overrides = OVERRIDES.get(peer, [])
+    wanted = requirements(peer) + [f"--override={o}" for o in overrides]
     marker = ENVS / peer / ".clearsight-requirements"
     if python_of(peer).exists() and marker.exists() and marker.read_text().split() == wanted:
         return python_of(peer)
@@ -73,8 +84,19 @@ def ensure(peer: str, log=print) -> Path:
     subprocess.run(
         [*uv, "venv", "-q", "--allow-existing", "--python", PYTHON, str(ENVS / peer)], check=True
     )
+    override_file = ENVS / peer / ".clearsight-overrides"
+    override_file.write_text("".join(f"{o}\n" for o in overrides))
     done = subprocess.run(
-        [*uv, "pip", "install", "-q", "--python", str(python_of(peer)), *wanted],
+        [
+            *uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(python_of(peer)),
+            *(["--overrides", str(override_file)] if overrides else []),
+            *requirements(peer),
+        ],
         capture_output=True,
         text=True,
     )
