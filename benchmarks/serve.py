@@ -8,7 +8,8 @@ registry and given the ``champion`` alias) and the same held-out digits:
 - mlserver: MLServer 1.7.1 with ``mlserver-mlflow`` on the registered model's files
   (``model-settings.json``, adaptive batching on, as MLServer's docs recommend for throughput);
 - kserve: the KServe 0.21 Python model server (``ModelServer().start([model])``), predict and
-  ``:explain`` (integrated gradients + Grad-CAM through ``clearsight.explain.explain``);
+  ``:explain`` from a custom explainer running alibi 0.9.6's ``IntegratedGradients`` (its
+  defaults) on the same model, as KServe's docs show custom explainers;
 - bentoml: a well-written BentoML service (``@bentoml.api(batchable=True)``, the model called
   directly, no explanation).
 
@@ -310,7 +311,9 @@ def mlserver_server(paths: dict, tmp: Path) -> Server:
 
 
 def kserve_server(paths: dict) -> Server:
-    script = REPO / "benchmarks" / "peers" / "kserve_server.py"
+    """KServe's model server with a custom explainer: alibi's IntegratedGradients (its defaults)
+    on the served model's probabilities; ``:explain`` returns alibi's explanation JSON."""
+    peers = REPO / "benchmarks" / "peers"
 
     def body(image: np.ndarray) -> dict:
         return {"instances": [image[..., 0].round(4).tolist()]}
@@ -318,17 +321,34 @@ def kserve_server(paths: dict) -> Server:
     def answer(response: dict) -> np.ndarray:
         return np.asarray(response["predictions"][0])
 
+    def explained(response: dict) -> np.ndarray:
+        return np.asarray(response["data"]["predictions"][0])
+
+    def gap(response: dict, image: np.ndarray) -> float:
+        attributions = np.asarray(response["data"]["attributions"][0][0])
+        return completeness_gap(paths["model"], image, attributions, "probabilities")
+
     return Server(
         "kserve",
         lambda port: [
             str(peer_envs.python_of("kserve")),
-            str(script),
+            str(peers / "kserve_server.py"),
             "--model_file",
             str(paths["model_file"]),
+            "--model_name",
+            REGISTERED,
             "--http_port",
             str(port),
             "--workers",
             "1",
+            "--enable_grpc",
+            "false",
+            "--enable_latency_logging",
+            "false",
+            "--event-loop",
+            "asyncio",
+            "--log_config_file",
+            str(peers / "kserve_log_config.json"),
         ],
         f"/v1/models/{REGISTERED}",
         {
@@ -336,9 +356,19 @@ def kserve_server(paths: dict) -> Server:
             EXPLAINED: (f"/v1/models/{REGISTERED}:explain", body),
         },
         answer,
-        env={"PYTHONPATH": str(REPO / "src")},
+        answers={EXPLAINED: explained},
+        gaps={EXPLAINED: gap},
+        config="`ModelServer().start([model])`, a `kserve.Model` with `load`/`predict`/"
+        "`explain`: 1 worker, REST only (gRPC off), latency logging off, log config with no "
+        "access log and per-request timings off, asyncio loop, GC frozen after warm-up, no "
+        "batching (KServe's Python server has none); explanation = alibi 0.9.6 "
+        "IntegratedGradients, its defaults (50 Gauss-Legendre steps), of the probabilities, "
+        "black baseline, predicted class, returned as `explanation.to_json()`",
         peer_env="kserve",
-        version="kserve " + peer_envs.version_of("kserve", "kserve"),
+        version="kserve "
+        + peer_envs.version_of("kserve", "kserve")
+        + ", alibi "
+        + peer_envs.version_of("kserve", "alibi"),
     )
 
 
