@@ -11,7 +11,7 @@ registry and given the ``champion`` alias) and the same held-out digits:
   ``:explain`` from a custom explainer running alibi 0.9.6's ``IntegratedGradients`` (its
   defaults) on the same model, as KServe's docs show custom explainers;
 - bentoml: a well-written BentoML service (``@bentoml.api(batchable=True)``, the model called
-  directly, no explanation).
+  directly, no explanation), with the process-level switches clearsight's service has.
 
 Every peer runs in its own uv environment (``benchmarks/peer_envs.py``, ``benchmarks/.envs``),
 created on first use, with the project's TensorFlow and Keras versions. Each server gets one
@@ -387,6 +387,10 @@ def bentoml_server(paths: dict) -> Server:
         "/readyz",
         {PREDICT: ("/predict", lambda image: {"images": image[None].round(4).tolist()})},
         lambda answer: np.asarray(answer[0]),
+        config="`bentoml serve` of a hand-written service: 1 worker, adaptive batching "
+        "(`max_batch_size=64`, `max_latency_ms=1000` as BentoML's docs), the model called in "
+        "BentoML's thread pool, asyncio loop (no uvloop installed), access log and tracing "
+        "spans off, GC frozen after warm-up; no explanation",
         env={
             "PEER_MODEL_FILE": str(paths["model_file"]),
             "BENTOML_HOME": str(Path(os.environ["BENTOML_HOME"]).parent / "bentoml-peer"),
