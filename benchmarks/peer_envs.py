@@ -43,8 +43,8 @@ def requirements(peer: str) -> list[str]:
         ],
         # KServe's Python model server with a custom explainer running alibi's
         # IntegratedGradients in the same process. kserve 0.21.0 requires pillow>=12.3.0 (a CVE
-        # floor) and alibi 0.9.6 caps pillow<11: no set satisfies both (pip falls back to
-        # kserve 0.20.0). KServe's own alibi explainer sample resolves it with a uv override
+        # floor) and alibi 0.9.6 caps pillow<11: no set satisfies both (an unpinned kserve
+        # resolves to 0.20.0). KServe's own alibi explainer sample resolves it with a uv override
         # (docs/samples/explanation/alibi/alibiexplainer/pyproject.toml: pillow>=12.3.0, "alibi's
         # Pillow usage is compatible with 12.x"), so OVERRIDES does the same, within 12.x as
         # its lock. NumPy then resolves to 1.26.4 (alibi's cap; kserve allows >=1.26); click as
