@@ -48,10 +48,30 @@ def requirements(peer: str) -> list[str]:
         # alibi 0.9.6 caps NumPy below 2; uv resolves TensorFlow against that. alibi imports
         # spaCy at import time, whose CLI needs click, which its typer-slim no longer brings.
         "alibi": ["alibi==0.9.6", "click>=8,<9", *runtime],
+        # MLServer's alibi-explain runtime; the newest on PyPI is 1.6.1, so MLServer 1.6.1 and
+        # its sibling runtimes (imported by mlserver-alibi-explain, unused by IG) at that
+        # release. alibi 0.9.6 (the newest) rather than the 0.5.5 the resolver falls back to.
+        "mlserver-alibi": [
+            "mlserver==1.6.1",
+            "mlserver-alibi-explain==1.6.1",
+            "mlserver-sklearn==1.6.1",
+            "mlserver-xgboost==1.6.1",
+            "mlserver-lightgbm==1.6.1",
+            "alibi==0.9.6",
+            "uvloop==0.21.0",
+            *runtime,
+        ],
     }[peer]
 
 
-PEERS = ("mlflow", "mlserver", "kserve", "bentoml", "alibi")
+# mlserver-alibi-explain asks for alibi[tensorflow], whose extra caps TensorFlow below 2.15 (and
+# so Keras 2, which cannot load our Keras 3 model); alibi itself runs on ours (the "alibi" peer),
+# so the cap is overridden with our TensorFlow (uv's --override).
+OVERRIDES = {"mlserver-alibi": ["tensorflow"]}
+# MLServer 1.6.1 and mlserver-alibi-explain 1.6.1 declare Python >=3.9,<3.12.
+PYTHONS = {"mlserver-alibi": "3.11"}
+
+PEERS = ("mlflow", "mlserver", "kserve", "bentoml", "alibi", "mlserver-alibi")
 
 
 def python_of(peer: str) -> Path:
@@ -61,26 +81,37 @@ def python_of(peer: str) -> Path:
 def ensure(peer: str, log=print) -> Path:
     """Create (or reuse) the peer's environment; returns its interpreter."""
     wanted = requirements(peer)
+    overrides = [_ours(name) for name in OVERRIDES.get(peer, ())]
+    python = PYTHONS.get(peer, PYTHON)
     marker = ENVS / peer / ".clearsight-requirements"
-    if python_of(peer).exists() and marker.exists() and marker.read_text().split() == wanted:
+    # The marker: the requirements, then what differs from the default (unchanged markers for
+    # the peers that have neither, so their environments are reused).
+    marked = [*wanted, *(f"override:{o}" for o in overrides)]
+    if peer in PYTHONS:
+        marked.append(f"python=={python}")
+    if python_of(peer).exists() and marker.exists() and marker.read_text().split() == marked:
         return python_of(peer)
     uv = [sys.executable, "-m", "uv"]
     try:
         subprocess.run([*uv, "--version"], check=True, capture_output=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
         uv = ["uv"]
-    log(f"creating benchmarks/.envs/{peer}: {' '.join(wanted)}")
+    log(f"creating benchmarks/.envs/{peer}: {' '.join(marked)}")
     subprocess.run(
-        [*uv, "venv", "-q", "--allow-existing", "--python", PYTHON, str(ENVS / peer)], check=True
+        [*uv, "venv", "-q", "--allow-existing", "--python", python, str(ENVS / peer)], check=True
     )
+    override = []
+    if overrides:
+        (ENVS / peer / "overrides.txt").write_text("\n".join(overrides) + "\n")
+        override = ["--override", str(ENVS / peer / "overrides.txt")]
     done = subprocess.run(
-        [*uv, "pip", "install", "-q", "--python", str(python_of(peer)), *wanted],
+        [*uv, "pip", "install", "-q", "--python", str(python_of(peer)), *override, *wanted],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"installing {peer} failed:\n{done.stderr[-3000:]}")
-    marker.write_text("\n".join(wanted) + "\n")
+    marker.write_text("\n".join(marked) + "\n")
     return python_of(peer)
 
 
