@@ -54,14 +54,35 @@ def requirements(peer: str) -> list[str]:
         # alibi 0.9.6 caps NumPy below 2; uv resolves TensorFlow against that. alibi imports
         # spaCy at import time, whose CLI needs click, which its typer-slim no longer brings.
         "alibi": ["alibi==0.9.6", "click>=8,<9", *runtime],
+        # MLServer's alibi-explain runtime; the newest on PyPI is 1.6.1, so MLServer 1.6.1 and
+        # its sibling runtimes (required by mlserver-alibi-explain, unused by IG; the resolver
+        # would take 1.7.1) at that release. alibi 0.9.6 (the newest) rather than the 0.5.5 the resolver falls back to.
+        "mlserver-alibi": [
+            "mlserver==1.6.1",
+            "mlserver-alibi-explain==1.6.1",
+            "mlserver-sklearn==1.6.1",
+            "mlserver-xgboost==1.6.1",
+            "mlserver-lightgbm==1.6.1",
+            "alibi==0.9.6",
+            "uvloop==0.21.0",
+            *runtime,
+        ],
     }[peer]
 
 
-PEERS = ("mlflow", "mlserver", "kserve", "bentoml", "alibi")
+# mlserver-alibi-explain asks for alibi[tensorflow], whose extra caps TensorFlow below 2.15 (and
+# so Keras 2, which cannot load our Keras 3 model); alibi itself runs on ours (the "alibi" peer),
+# so the cap is overridden with our TensorFlow (uv's --override).
+# KServe 0.21.0 requires pillow>=12.3.0 (a CVE floor), alibi 0.9.6 pillow<11: KServe's own alibi
+# explainer sample (docs/samples/explanation/alibi) overrides alibi's cap the same way.
+OVERRIDES = {
+    "mlserver-alibi": [_ours("tensorflow")],
+    "kserve": ["pillow>=12.3.0,<13"],
+}
+# MLServer 1.6.1 and mlserver-alibi-explain 1.6.1 declare Python >=3.9,<3.12.
+PYTHONS = {"mlserver-alibi": "3.11"}
 
-# uv's overrides (``uv pip install --overrides``): a requirement that replaces every
-# package's own requirement on that package, as a peer's documentation does it.
-OVERRIDES = {"kserve": ["pillow>=12.3.0,<13"]}
+PEERS = ("mlflow", "mlserver", "kserve", "bentoml", "alibi", "mlserver-alibi")
 
 
 def python_of(peer: str) -> Path:
@@ -70,39 +91,38 @@ def python_of(peer: str) -> Path:
 
 def ensure(peer: str, log=print) -> Path:
     """Create (or reuse) the peer's environment; returns its interpreter."""
+    wanted = requirements(peer)
     overrides = OVERRIDES.get(peer, [])
-    wanted = requirements(peer) + [f"--override={o}" for o in overrides]
+    python = PYTHONS.get(peer, PYTHON)
     marker = ENVS / peer / ".clearsight-requirements"
-    if python_of(peer).exists() and marker.exists() and marker.read_text().split() == wanted:
+    # The marker: the requirements, then what differs from the default (unchanged markers for
+    # the peers that have neither, so their environments are reused).
+    marked = [*wanted, *(f"override:{o}" for o in overrides)]
+    if peer in PYTHONS:
+        marked.append(f"python=={python}")
+    if python_of(peer).exists() and marker.exists() and marker.read_text().split() == marked:
         return python_of(peer)
     uv = [sys.executable, "-m", "uv"]
     try:
         subprocess.run([*uv, "--version"], check=True, capture_output=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
         uv = ["uv"]
-    log(f"creating benchmarks/.envs/{peer}: {' '.join(wanted)}")
+    log(f"creating benchmarks/.envs/{peer}: {' '.join(marked)}")
     subprocess.run(
-        [*uv, "venv", "-q", "--allow-existing", "--python", PYTHON, str(ENVS / peer)], check=True
+        [*uv, "venv", "-q", "--allow-existing", "--python", python, str(ENVS / peer)], check=True
     )
-    override_file = ENVS / peer / ".clearsight-overrides"
-    override_file.write_text("".join(f"{o}\n" for o in overrides))
+    override = []
+    if overrides:  # uv's --override: replaces every package's own requirement on that package
+        (ENVS / peer / "overrides.txt").write_text("\n".join(overrides) + "\n")
+        override = ["--override", str(ENVS / peer / "overrides.txt")]
     done = subprocess.run(
-        [
-            *uv,
-            "pip",
-            "install",
-            "-q",
-            "--python",
-            str(python_of(peer)),
-            *(["--overrides", str(override_file)] if overrides else []),
-            *requirements(peer),
-        ],
+        [*uv, "pip", "install", "-q", "--python", str(python_of(peer)), *override, *wanted],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"installing {peer} failed:\n{done.stderr[-3000:]}")
-    marker.write_text("\n".join(wanted) + "\n")
+    marker.write_text("\n".join(marked) + "\n")
     return python_of(peer)
 
 

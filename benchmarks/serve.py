@@ -310,6 +310,89 @@ def mlserver_server(paths: dict, tmp: Path) -> Server:
     )
 
 
+def mlserver_alibi_server(paths: dict, tmp: Path) -> Server:
+    """MLServer's alibi-explain runtime, configured as its docs and tests do: an
+    ``integrated_gradients`` explainer whose ``infer_uri`` is the model file (white box: the
+    runtime loads it with ``tf.keras.models.load_model`` and explains the served softmax
+    output, target = the predicted class, black baseline). The OIP v2 infer route answers one
+    output, ``explanation``: alibi's Explanation JSON (attributions, predictions, deltas)."""
+    repo = tmp / "mlserver-alibi"
+    name = f"{REGISTERED}-explainer"
+    model = repo / name
+    model.mkdir(parents=True)
+    init = {"n_steps": 50, "method": "gausslegendre"}  # alibi's defaults, as MLServer's tests
+
+    def build(port: int) -> list[str]:
+        settings = {
+            "http_port": port,
+            "grpc_port": free_port(),
+            "metrics_port": free_port(),
+            "parallel_workers": 1,
+            "debug": False,
+        }
+        (repo / "settings.json").write_text(json.dumps(settings))
+        (model / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "implementation": "mlserver_alibi_explain.AlibiExplainRuntime",
+                    "parameters": {
+                        "extra": {
+                            "explainer_type": "integrated_gradients",
+                            "infer_uri": str(paths["model_file"]),
+                            "init_parameters": init,
+                        }
+                    },
+                }
+            )
+        )
+        return [peer_bin("mlserver-alibi", "mlserver"), "start", str(repo)]
+
+    def body(image: np.ndarray) -> dict:
+        return {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 28, 28, 1],
+                    "datatype": "FP32",
+                    "data": image.ravel().round(4).tolist(),
+                }
+            ]
+        }
+
+    def explanation(response: dict) -> dict:
+        return json.loads(response["outputs"][0]["data"][0])["data"]
+
+    def probabilities(response: dict) -> np.ndarray:  # the explained model's output
+        return np.asarray(explanation(response)["predictions"][0])
+
+    return Server(
+        "mlserver-alibi",
+        build,
+        f"/v2/models/{name}/ready",
+        {EXPLAINED: (f"/v2/models/{name}/infer", body)},
+        probabilities,
+        answers={EXPLAINED: probabilities},
+        gaps={
+            EXPLAINED: lambda response, image: completeness_gap(
+                paths["model"], image, np.asarray(explanation(response)["attributions"][0])
+            )
+        },
+        config="`mlserver start` with mlserver_alibi_explain.AlibiExplainRuntime: 1 parallel "
+        "worker (MLServer's default), debug off, metrics as default; integrated_gradients, "
+        "infer_uri = the .keras file (explains the softmax output of the predicted class), "
+        "n_steps 50, gausslegendre, internal_batch_size 100 (alibi's defaults), black "
+        "baseline; no adaptive batching (the runtime answers one explanation string per "
+        "request, which MLServer's batcher cannot split)",
+        cwd=repo,
+        peer_env="mlserver-alibi",
+        version=", ".join(
+            f"{package} {peer_envs.version_of('mlserver-alibi', package)}"
+            for package in ("mlserver", "mlserver-alibi-explain", "alibi")
+        ),
+    )
+
+
 def kserve_server(paths: dict) -> Server:
     """KServe's model server with a custom explainer: alibi's IntegratedGradients (its defaults)
     on the served model's probabilities; ``:explain`` returns alibi's explanation JSON."""
@@ -761,7 +844,7 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=2.0, help="Seconds before each level.")
     parser.add_argument(
         "--only",
-        default="clearsight,mlflow,mlserver,kserve,bentoml",
+        default="clearsight,mlflow,mlserver,mlserver-alibi,kserve,bentoml",
         help="Comma-separated servers to run.",
     )
     parser.add_argument("--json", type=Path, help="Also write the table and checks as JSON.")
@@ -787,6 +870,7 @@ def main() -> None:
             "clearsight": lambda: clearsight_server(paths),
             "mlflow": lambda: mlflow_server(paths),
             "mlserver": lambda: mlserver_server(paths, tmp),
+            "mlserver-alibi": lambda: mlserver_alibi_server(paths, tmp),
             "kserve": lambda: kserve_server(paths),
             "bentoml": lambda: bentoml_server(paths),
         }
