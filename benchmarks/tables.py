@@ -163,26 +163,45 @@ def ingest_table(result: dict[str, Any], file: str = "(this run)") -> str:
     return "\n".join(lines)
 
 
+def _gap(value: Any) -> str:
+    return "-" if value is None else f"{100 * value:.3f} %"
+
+
 def serve_table(result: dict[str, Any], file: str = "(this run)") -> str:
     lines = [
         f"From `{file}`: `{result.get('command', '?')}`, {result.get('date', '?')}, "
         f"{result.get('cpu', '?')}, load average before {result.get('load_average_before')}, "
-        f"after {result.get('load_average_after')}; servers {result.get('servers')}.",
+        f"after {result.get('load_average_after')}.",
         "",
-        "| server | workload | loop | load | requests | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    configs = result.get("configs", {})
+    if configs:
+        lines += ["| server | version | configuration |", "|---|---|---|"]
+        versions = result.get("servers", {})
+        lines += [f"| {n} | {versions.get(n, '?')} | {c} |" for n, c in configs.items()]
+        lines.append("")
+    lines += [
+        "| server | workload | loop | load | requests | req/s | p50 ms | p95 ms | p99 ms | errors "
+        "| completeness gap |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['server']} | {r['workload']} | {r['mode']} | {r['load']} | {r['requests']} "
             f"| {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
-            f"| {r['errors']} |"
+            f"| {r['errors']} | {_gap(r.get('completeness_gap'))} |"
         )
     lines.append("")
     for name, check in result.get("checks", {}).items():
+        extra = f", best peer {check['best_peer']}" if "best_peer" in check else ""
+        if "gap_clearsight" in check:
+            extra += (
+                f"; completeness gap clearsight {_gap(check['gap_clearsight'])}, "
+                f"peer {_gap(check['gap_peer'])}"
+            )
         lines.append(
             f"- {'met' if check['met'] else 'MISSED'}: {name}: {check['value']:.2f} "
-            f"(target {check['target']})"
+            f"(target {check['target']:.4g}{extra})"
         )
     return "\n".join(lines)
 
