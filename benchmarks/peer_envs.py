@@ -56,7 +56,8 @@ def requirements(peer: str) -> list[str]:
         "alibi": ["alibi==0.9.6", "click>=8,<9", *runtime],
         # MLServer's alibi-explain runtime; the newest on PyPI is 1.6.1, so MLServer 1.6.1 and
         # its sibling runtimes (required by mlserver-alibi-explain, unused by IG; the resolver
-        # would take 1.7.1) at that release. alibi 0.9.6 (the newest) rather than the 0.5.5 the resolver falls back to.
+        # would take 1.7.1) at that release; alibi 0.9.6 (the newest), not the 0.5.5 the
+        # resolver falls back to.
         "mlserver-alibi": [
             "mlserver==1.6.1",
             "mlserver-alibi-explain==1.6.1",

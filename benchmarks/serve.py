@@ -232,12 +232,14 @@ def clearsight_server(paths: dict) -> Server:
     )
 
 
-def _oip_json(image: np.ndarray) -> dict:
+def oip_tensor(image: np.ndarray) -> dict:
+    """An Open Inference Protocol request of one image as a JSON tensor (every OIP server)."""
     tensor = {"name": "image", "shape": [1, *image.shape], "datatype": "FP32"}
-    return {
-        "inputs": [tensor | {"data": image.ravel().round(4).tolist()}],
-        "outputs": [{"name": "probabilities"}],
-    }
+    return {"inputs": [tensor | {"data": image.ravel().round(4).tolist()}]}
+
+
+def _oip_json(image: np.ndarray) -> dict:
+    return oip_tensor(image) | {"outputs": [{"name": "probabilities"}]}
 
 
 def _oip_binary(image: np.ndarray) -> tuple[bytes, dict[str, str]]:
@@ -295,6 +297,18 @@ def mlflow_server(paths: dict) -> Server:
     )
 
 
+def write_mlserver_settings(repo: Path, port: int) -> None:
+    """MLServer's server-wide ``settings.json``: one worker on its one core, debug off."""
+    settings = {
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": 1,
+        "debug": False,
+    }
+    (repo / "settings.json").write_text(json.dumps(settings))
+
+
 def pyfunc_call_s(model_dir: Path, image: np.ndarray) -> float:
     """Median seconds of one ``pyfunc.predict`` call on one image: what MLServer's MLflow
     runtime calls per batch, so the batching window it waits for is sized to it."""
@@ -322,14 +336,7 @@ def mlserver_server(paths: dict, tmp: Path, image: np.ndarray) -> Server:
     model.mkdir(parents=True)
 
     def build(port: int) -> list[str]:
-        settings = {
-            "http_port": port,
-            "grpc_port": free_port(),
-            "metrics_port": free_port(),
-            "parallel_workers": 1,
-            "debug": False,
-        }
-        (repo / "settings.json").write_text(json.dumps(settings))
+        write_mlserver_settings(repo, port)
         (model / "model-settings.json").write_text(
             json.dumps(
                 {
@@ -344,23 +351,11 @@ def mlserver_server(paths: dict, tmp: Path, image: np.ndarray) -> Server:
         )
         return [peer_bin("mlserver", "mlserver"), "start", str(repo)]
 
-    def body(image: np.ndarray) -> dict:
-        return {
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1, 28, 28, 1],
-                    "datatype": "FP32",
-                    "data": image.ravel().round(4).tolist(),
-                }
-            ]
-        }
-
     return Server(
         "mlserver",
         build,
         f"/v2/models/{REGISTERED}/ready",
-        {PREDICT: (f"/v2/models/{REGISTERED}/infer", body)},
+        {PREDICT: (f"/v2/models/{REGISTERED}/infer", oip_tensor)},
         lambda answer: np.asarray(answer["outputs"][0]["data"][:10]),
         config=f"`mlserver start`, mlserver_mlflow.MLflowRuntime on the registered model: "
         f"parallel_workers 1, debug off, adaptive batching max_batch_size 32, max_batch_time "
@@ -386,14 +381,7 @@ def mlserver_alibi_server(paths: dict, tmp: Path) -> Server:
     init = {"n_steps": 50, "method": "gausslegendre"}  # alibi's defaults, as MLServer's tests
 
     def build(port: int) -> list[str]:
-        settings = {
-            "http_port": port,
-            "grpc_port": free_port(),
-            "metrics_port": free_port(),
-            "parallel_workers": 1,
-            "debug": False,
-        }
-        (repo / "settings.json").write_text(json.dumps(settings))
+        write_mlserver_settings(repo, port)
         (model / "model-settings.json").write_text(
             json.dumps(
                 {
@@ -411,18 +399,6 @@ def mlserver_alibi_server(paths: dict, tmp: Path) -> Server:
         )
         return [peer_bin("mlserver-alibi", "mlserver"), "start", str(repo)]
 
-    def body(image: np.ndarray) -> dict:
-        return {
-            "inputs": [
-                {
-                    "name": "image",
-                    "shape": [1, 28, 28, 1],
-                    "datatype": "FP32",
-                    "data": image.ravel().round(4).tolist(),
-                }
-            ]
-        }
-
     def explanation(response: dict) -> dict:
         return json.loads(response["outputs"][0]["data"][0])["data"]
 
@@ -433,9 +409,8 @@ def mlserver_alibi_server(paths: dict, tmp: Path) -> Server:
         "mlserver-alibi",
         build,
         f"/v2/models/{name}/ready",
-        {EXPLAINED: (f"/v2/models/{name}/infer", body)},
+        {EXPLAINED: (f"/v2/models/{name}/infer", oip_tensor)},
         probabilities,
-        answers={EXPLAINED: probabilities},
         gaps={
             EXPLAINED: lambda response, image: completeness_gap(
                 paths["model"], image, np.asarray(explanation(response)["attributions"][0])
