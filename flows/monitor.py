@@ -25,7 +25,6 @@ note. The deployment (``prefect.yaml``, ``monitor/hourly``) runs it every hour.
 from __future__ import annotations
 
 import argparse
-import os
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -37,8 +36,6 @@ from clearsight.errors import MonitorError
 from clearsight.offline import quiet_output
 from clearsight.pipelines.monitor import MonitorOutcome
 from clearsight.retrain_policy import Action, TriggerDecision
-
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @task(name="check-drift", cache_policy=NO_CACHE, timeout_seconds=1800)

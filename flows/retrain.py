@@ -16,8 +16,6 @@ Locally it runs on Prefect's ephemeral API; ``PREFECT_API_URL`` points it at a s
 
 from __future__ import annotations
 
-import os
-
 from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -40,8 +38,6 @@ from clearsight.tracking.faults import bounded_http_retries, is_transient
 from clearsight.tracking.lifecycle import terminate_gracefully
 from flows.registry_lock import persist_leases, registry_slot
 
-# The temporary local server can take 20 s or more to start on a busy 2-core machine.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # MLflow's own HTTP retries (7, backoff factor 2, 120 s timeout) would take minutes per call
 # before a step's retries even start: cap them unless the user chose values.
 bounded_http_retries()
