@@ -25,7 +25,7 @@ from clearsight.data.incoming import read_ledger
 from clearsight.data.ingest import ingest_pending
 from clearsight.data.sources import load, load_embedded
 from clearsight.data.splits import HoldoutStore, make_splits
-from clearsight.data.versions import VersionStore, chain_digest
+from clearsight.data.versions import DataVersion, VersionStore, chain_digest
 from clearsight.errors import DataSourceError
 from tests.conftest import stores_under, write_idx_pair
 
@@ -271,3 +271,27 @@ def test_cli_lists_data_versions_as_json(settings: Settings, fresh, tmp_path: Pa
         [CLEARSIGHT, "data", "versions"], env=env, capture_output=True, text=True
     )
     assert table.returncode == 0 and "dv0002 (newest)" in table.stdout and "b.npz" in table.stdout
+
+
+def test_per_class_counts_follow_the_tasks_classes_not_ten_digits() -> None:
+    """``data versions`` lists every class of the task: 12 word-named classes, zeros kept."""
+    names = tuple(f"part-{c:02d}" for c in range(12))
+    version = DataVersion.from_dict(
+        {
+            "id": "dv0001",
+            "digest": "0" * 64,
+            "n_images": 7,
+            "class_counts": {"0": 3, "11": 4},
+            "parent": None,
+            "batch": None,
+            "base": {"source": "folder", "path": "/parts", "digest": "0" * 64, "n_images": 7},
+            "created_at": "2026-12-05T00:00:00+00:00",
+            "class_names": list(names),
+        }
+    )
+    per_class = version.per_class()
+    assert [name for name, _ in per_class] == list(names)
+    assert per_class[0] == ("part-00", 3) and per_class[11] == ("part-11", 4)
+    assert sum(n for _, n in per_class) == 7
+    legacy = DataVersion.from_dict(version.to_dict() | {"class_names": None})
+    assert [name for name, _ in legacy.per_class()] == [str(d) for d in range(10)]

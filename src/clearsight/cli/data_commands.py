@@ -210,7 +210,10 @@ def data_versions(as_json: JsonOpt = False) -> None:
             "sha256",
         )
         for v in versions:
-            counts = " ".join(str(v.class_counts.get(str(c), 0)) for c in range(10))
+            counts = " ".join(
+                str(n) if name == str(i) else f"{name}={n}"
+                for i, (name, n) in enumerate(v.per_class())
+            )
             batch = f"{v.batch.name} (+{v.batch.n_images})" if v.batch else "-"
             base = f"{v.base.source}{f': {v.base.path}' if v.base.path else ''}"
             newest = " (newest)" if v.id in heads else ""

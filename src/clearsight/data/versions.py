@@ -48,6 +48,7 @@ from clearsight.data.dataset import Dataset, concat
 from clearsight.data.version_index import VersionIndex, version_number
 from clearsight.errors import DataSourceError
 from clearsight.files import atomic_write, exclusive_lock
+from clearsight.task import DIGITS
 
 PREFIX = "dv"
 LATEST = "latest.json"
@@ -114,6 +115,15 @@ class DataVersion:
             digest_scheme=data.get("digest_scheme", CONCAT),
             class_names=tuple(names) if (names := data.get("class_names")) else None,
         )
+
+    def per_class(self) -> list[tuple[str, int]]:
+        """(class name, image count) for every class of the task, in label order.
+
+        A class with no image yet still shows (a zero is what a reviewer must see); versions
+        made before class names were recorded are the digits'.
+        """
+        names = self.class_names or DIGITS.class_names
+        return [(name, self.class_counts.get(str(i), 0)) for i, name in enumerate(names)]
 
     def describe(self) -> str:
         """One line for logs and summaries."""
