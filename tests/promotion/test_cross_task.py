@@ -7,11 +7,13 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 from mlflow.tracking import MlflowClient
 
 from clearsight.config import PromotionSettings, Settings
 from clearsight.data import Dataset
 from clearsight.data.class_folders import colour_shapes
+from clearsight.errors import ConfigurationError
 from clearsight.model.cnn import Architecture, build_cnn
 from clearsight.model.evaluation import Evaluation
 from clearsight.pipelines.promote import evaluate_and_promote
@@ -87,3 +89,14 @@ def test_registry_keeps_a_champion_of_another_task(tmp_path: Path, digits) -> No
     )
     assert "not compared" in description
     assert client.get_model_version(name, v2).tags["promotion"] == "rejected"
+
+    # The digits' holdout cannot score the shapes model: a one-line refusal, no alias moves.
+    v3 = register(settings, SHAPES)
+    with pytest.raises(ConfigurationError, match="trained for 32x32 colour, 3 classes") as err:
+        evaluate_and_promote(
+            settings, Dataset(images[:50], labels[:50], "digits"), v3, check_explanations=False
+        )
+    assert "holdout holds 28x28 grey, 10 classes" in str(err.value)
+    assert "\n" not in str(err.value)
+    after = registry_state(settings)
+    assert (after["champion"], after["challenger"]) == (v1, v2)

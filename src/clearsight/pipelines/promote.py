@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from clearsight.config import Settings
 from clearsight.data import Dataset, holdout_panel
-from clearsight.promotion import Candidate, Decision, decide, refuse_other_task, same_task, score
+from clearsight.errors import ConfigurationError
+from clearsight.promotion import (
+    Candidate,
+    Decision,
+    decide,
+    refuse_other_task,
+    same_task,
+    score,
+    task_summary,
+)
 from clearsight.tracking.registry import registry_session
 
 
@@ -24,19 +33,30 @@ def evaluate_and_promote(
 ) -> Decision:
     """Score challenger (the newest version unless named) and champion, decide, move aliases,
     record the decision; returns it with every check and the numbers it was decided on. A
-    champion trained for another task (shape or classes) is kept without being compared."""
+    champion trained for another task (shape or classes) is kept without being compared; a
+    challenger of another task than the holdout's is refused before any alias moves."""
     panel = holdout_panel(holdout, settings.explain.panel_size) if check_explanations else None
     with registry_session(settings) as registry:
         version = challenger_version or registry.latest()
         champion_version = registry.champion()
         # Loaded before any alias moves: a version that cannot load is refused untouched.
         candidate = registry.load(version)
+        ours = registry.task(version)
+        held = holdout.task(ours.digit_like)
+        if not same_task(ours, held):
+            # A version of another dataset cannot be scored on this holdout (another shape, or
+            # labels that mean other classes): say so instead of failing inside the model.
+            raise ConfigurationError(
+                f"{registry.name} v{version} was trained for {task_summary(ours)}, but the "
+                f"frozen holdout holds {task_summary(held)}: promote it with the settings "
+                "(data directory) of the dataset it was trained on"
+            )
         registry.mark_challenger(version)
         challenger = score(candidate, version, holdout, panel)
         champion: Candidate | None = None
         decision: Decision | None = None
         if champion_version and champion_version != version:
-            ours, theirs = registry.task(version), registry.task(champion_version)
+            theirs = registry.task(champion_version)
             if not same_task(ours, theirs):
                 decision = refuse_other_task(
                     challenger, ours, champion_version, theirs, registry.name
