@@ -179,3 +179,15 @@ def test_a_version_without_a_logged_reference_uses_the_frozen_holdout(champion) 
         info = log_keras_model(model, settings.tracking.registered_model)
     old = champion_reference(settings, str(info.registered_model_version))
     assert old.reference.source.startswith("computed by the monitor from the frozen holdout")
+
+    # A version of another task gets no reference from this (digit) holdout: a clear refusal.
+    from clearsight.errors import RegistryError
+    from clearsight.model.cnn import Architecture, build_cnn
+    from clearsight.task import ImageTask
+
+    shapes = ImageTask(32, 32, 3, ("circle", "square", "triangle"), digit_like=False)
+    tiny = build_cnn(shapes, Architecture(conv1_filters=2, conv2_filters=2), name="tiny")
+    with mlflow.start_run():
+        other = log_keras_model(tiny, settings.tracking.registered_model, task=shapes)
+    with pytest.raises(RegistryError, match=r"frozen holdout .* is another task's"):
+        champion_reference(settings, str(other.registered_model_version))

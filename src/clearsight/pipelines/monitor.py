@@ -33,6 +33,7 @@ from clearsight.monitoring.reference import ARTIFACT, Reference, compute_referen
 from clearsight.monitoring.scores import DriftScores
 from clearsight.monitoring.traffic import read_window
 from clearsight.pipelines.serving_models import serving_models
+from clearsight.promotion import same_task, task_summary
 from clearsight.task import DIGITS, ImageTask
 
 
@@ -73,15 +74,21 @@ def champion_reference(settings: Settings, ref: str = "champion") -> VersionRefe
     info = describe_version(settings, ref)
     with tempfile.TemporaryDirectory(prefix="clearsight-monitor-") as tmp:
         model, version = load_model_ref(settings, info.version, Path(tmp) / "model")
+    task = load_task(settings.tracking.registered_model, version)
     reference = logged_reference(settings, info.run_id) if info.run_id else None
     if reference is None:
-        reference = holdout_reference(settings, model, version)
-    task = load_task(settings.tracking.registered_model, version)
+        reference = holdout_reference(settings, model, version, task)
     return VersionReference(version, info.run_id, info.run_tags, reference, model, task)
 
 
-def holdout_reference(settings: Settings, model: object, version: str) -> Reference:
-    """A reference from the frozen holdout, for versions whose run logged none."""
+def holdout_reference(
+    settings: Settings, model: object, version: str, task: ImageTask = DIGITS
+) -> Reference:
+    """A reference from the frozen holdout, for versions whose run logged none.
+
+    Only a holdout of the model's own task will do: another dataset's images would not fit the
+    model, or would make every input look drifted.
+    """
     assert settings.holdout_dir is not None
     store = HoldoutStore(settings.holdout_dir)
     if not store.exists():
@@ -89,7 +96,15 @@ def holdout_reference(settings: Settings, model: object, version: str) -> Refere
             f"v{version} logged no {ARTIFACT} and there is no frozen holdout in "
             f"{settings.holdout_dir} to compute one from; retrain once"
         )
-    pixels = store.load().pixels().astype(np.float32) / 255.0
+    holdout = store.load()
+    held = holdout.task(task.digit_like)
+    if not same_task(task, held):
+        raise RegistryError(
+            f"v{version} logged no {ARTIFACT} and the frozen holdout in {settings.holdout_dir} "
+            f"is another task's ({task_summary(held)}; the model takes {task_summary(task)}): "
+            "monitor it with the settings of the dataset it was trained on"
+        )
+    pixels = holdout.pixels().astype(np.float32) / 255.0
     half = len(pixels) // 2
     return compute_reference(
         model,
