@@ -21,6 +21,9 @@ import numpy as np
 PIXEL_MAX = 255.0  # stored pixels are 0-255; the model sees 0-1
 # The value ranges a caller may declare for its numbers, and the top of each.
 SCALE_MAX = {"0-1": 1.0, "0-255": PIXEL_MAX}
+# PIL modes with more than 8 bits per channel (I, I;16, F, ...): no agreed mapping to 0-255
+# (PIL's own conversion clips everything above 255 to white), so training and serving refuse them.
+WIDE_MODES = ("I", "F")
 # The key under which the task is stored in an MLflow model's metadata (the MLmodel file).
 METADATA_KEY = "clearsight_task"
 

@@ -131,6 +131,16 @@ def test_an_encoded_image_is_converted_and_resized_to_the_task_and_says_so() -> 
     assert grey.preprocessing == ("converted: grey image to colour, as the model's",)
 
 
+def test_images_with_more_than_8_bits_per_channel_are_refused() -> None:
+    """PIL would clip a 16-bit scan to white; the caller hears why instead."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 16), 40_000, np.uint16)).save(buffer, format="PNG")
+    with pytest.raises(ImageError, match=r"^I;16 pixels \(more than 8 bits per channel\)"):
+        decode_base64_with_notes(base64.b64encode(buffer.getvalue()).decode(), SHAPES)
+
+
 def test_no_digit_steps_for_other_tasks() -> None:
     """A dark shape on white paper stays as it is: no inversion, no crop to the ink."""
     paper = np.full((8, 8), 255, np.uint8)

@@ -30,13 +30,11 @@ import numpy as np
 from clearsight.config import DataSettings
 from clearsight.data.dataset import Dataset
 from clearsight.errors import DataSourceError
-from clearsight.task import DIGITS
+from clearsight.task import DIGITS, WIDE_MODES
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 # PIL modes read as grey; every other 8-bit mode (RGB, RGBA, P, CMYK, YCbCr, ...) is colour.
 GREY_MODES = frozenset({"1", "L", "LA", "La"})
-# Modes with more than 8 bits per channel: no agreed mapping to 0-255, so they are refused.
-WIDE_MODES = ("I", "F")
 
 
 @dataclass(frozen=True)

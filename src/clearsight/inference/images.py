@@ -24,7 +24,7 @@ import numpy as np
 
 from clearsight.data.sources import prepare_gray
 from clearsight.errors import ImageError
-from clearsight.task import DIGITS, SCALE_MAX, ImageTask, to_model_input
+from clearsight.task import DIGITS, SCALE_MAX, WIDE_MODES, ImageTask, to_model_input
 
 ACCEPTED_FORMATS = ("PNG", "JPEG")
 MAX_DECODED_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
@@ -91,6 +91,11 @@ def _open(data: bytes, mode: str) -> tuple[np.ndarray, str]:
             width, height = image.size
             if width * height > MAX_DECODED_PIXELS:
                 raise ImageError(f"image of {width}x{height} pixels is too large to decode")
+            if image.mode.startswith(WIDE_MODES):
+                raise ImageError(
+                    f"{image.mode} pixels (more than 8 bits per channel) have no agreed 0-255 "
+                    "scale; send an 8-bit PNG or JPEG"
+                )
             return np.asarray(image.convert(mode)), image.mode
     except ImageError:
         raise
