@@ -237,6 +237,12 @@ def same_task(a: ImageTask, b: ImageTask) -> bool:
     return a.input_shape == b.input_shape and a.class_names == b.class_names
 
 
+def holdout_of_other_task(task: ImageTask, holdout: Dataset) -> ImageTask | None:
+    """The holdout's own task when a model of ``task`` cannot be scored on it, else None."""
+    held = holdout.task(task.digit_like)
+    return None if same_task(task, held) else held
+
+
 def task_summary(task: ImageTask) -> str:
     """'28x28 grey, 10 classes: 0, 1, ...' (the first few names; enough to tell tasks apart)."""
     names = ", ".join(task.class_names[:5]) + (", ..." if task.n_classes > 5 else "")

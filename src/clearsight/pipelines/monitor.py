@@ -33,7 +33,7 @@ from clearsight.monitoring.reference import ARTIFACT, Reference, compute_referen
 from clearsight.monitoring.scores import DriftScores
 from clearsight.monitoring.traffic import read_window
 from clearsight.pipelines.serving_models import serving_models
-from clearsight.promotion import same_task, task_summary
+from clearsight.promotion import holdout_of_other_task, task_summary
 from clearsight.task import DIGITS, ImageTask
 
 
@@ -82,7 +82,7 @@ def champion_reference(settings: Settings, ref: str = "champion") -> VersionRefe
 
 
 def holdout_reference(
-    settings: Settings, model: object, version: str, task: ImageTask = DIGITS
+    settings: Settings, model: object, version: str, task: ImageTask
 ) -> Reference:
     """A reference from the frozen holdout, for versions whose run logged none.
 
@@ -97,8 +97,7 @@ def holdout_reference(
             f"{settings.holdout_dir} to compute one from; retrain once"
         )
     holdout = store.load()
-    held = holdout.task(task.digit_like)
-    if not same_task(task, held):
+    if (held := holdout_of_other_task(task, holdout)) is not None:
         raise RegistryError(
             f"v{version} logged no {ARTIFACT} and the frozen holdout in {settings.holdout_dir} "
             f"is another task's ({task_summary(held)}; the model takes {task_summary(task)}): "

@@ -16,6 +16,7 @@ from clearsight.promotion import (
     Candidate,
     Decision,
     decide,
+    holdout_of_other_task,
     refuse_other_task,
     same_task,
     score,
@@ -42,8 +43,7 @@ def evaluate_and_promote(
         # Loaded before any alias moves: a version that cannot load is refused untouched.
         candidate = registry.load(version)
         ours = registry.task(version)
-        held = holdout.task(ours.digit_like)
-        if not same_task(ours, held):
+        if (held := holdout_of_other_task(ours, holdout)) is not None:
             # A version of another dataset cannot be scored on this holdout (another shape, or
             # labels that mean other classes): say so instead of failing inside the model.
             raise ConfigurationError(
