@@ -21,7 +21,7 @@ def test_tensorflow_traces_once_for_every_batch_size(panel):
     for n in (1, 3, 17, 32):
         saliency(model, panel[:n])
     traced = model_gradients(model)._compiled[("target_gradients", "logits")]
-    assert traced.experimental_get_tracing_count() == 1
+    assert traced.function.experimental_get_tracing_count() == 1
 
 
 def test_cache_does_not_keep_a_dropped_model_alive(panel):
