@@ -66,7 +66,8 @@ API_KEY = [
 
 
 def adapting_route(adapt: Callable[[Request], Awaitable[Request | None]]) -> type[APIRoute]:
-    """A route class that lets ``adapt`` turn non-JSON bodies into the declared JSON body."""
+    """A route class that lets ``adapt`` turn non-JSON bodies into the declared JSON body,
+    and parses JSON bodies with ``bodies.JSONRequest`` (these routes carry the pixels)."""
 
     class AdaptingRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
@@ -77,7 +78,7 @@ def adapting_route(adapt: Callable[[Request], Awaitable[Request | None]]) -> typ
                     replacement = await adapt(request)
                 except RequestError as err:
                     return error_response(err)
-                return await handler(replacement or request)
+                return await handler(replacement or bodies.as_json_request(request))
 
             return adapted
 
