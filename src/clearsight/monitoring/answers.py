@@ -9,8 +9,12 @@ for a (request id, digest) pair found here and young enough (``serving.feedback_
 the served label and confidence travel with the feedback batch, so ingest can compare the
 given labels with the champion's confident answers without the model.
 
-SQLite (stdlib) in WAL mode, indexed by request id: an insert costs tens of microseconds, a
-lookup is one index probe, and the file survives a restart. It is bounded: rows older than the
+SQLite (stdlib) in WAL mode, indexed by request id: an insert costs about 0.1 ms, a lookup is
+one index probe, and the file survives a restart. Checkpoints (copying the write-ahead log into
+the database, with an fsync) run every ``CHECKPOINT_EVERY_S`` on the ledger's own thread and
+connection, never inside an insert: SQLite's automatic checkpoint ran in every ~300th insert,
+on the service's event loop, and stalled it 15-21 ms each time (measured: 3,000 inserts, p50
+0.11 ms, ten of them over 15 ms), which is what a predict p99 is made of. It is bounded: rows older than the
 feedback age and rows beyond ``max_rows`` are deleted every ``PRUNE_EVERY`` inserts. A write
 that fails (full disk, a locked file) is logged and dropped; it never fails a prediction: the
 only consequence is that feedback for that request is refused.
@@ -32,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 FILE = "answers.sqlite"
 PRUNE_EVERY = 1000
+CHECKPOINT_EVERY_S = 1.0
+CATCH_UP_PASSES = 20
+MAX_LOG_FRAMES = 4096  # 16 MB of 4 KB pages
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     request_id TEXT NOT NULL,
@@ -73,14 +80,23 @@ class Answer:
 class AnswerLedger:
     """Append every answer; look answers up by request id. Thread-safe; one per process."""
 
-    def __init__(self, path: Path, max_rows: int, max_age_s: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_rows: int,
+        max_age_s: float,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+    ) -> None:
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_age_s = max_age_s
+        self.checkpoint_every_s = checkpoint_every_s
         self.dropped = 0
         self._lock = threading.Lock()
         self._inserts = 0
         self._db: sqlite3.Connection | None = None
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -88,9 +104,50 @@ class AnswerLedger:
             db = sqlite3.connect(self.path, timeout=0.5, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
             db.executescript(SCHEMA)
             self._db = db
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="answer-ledger-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
         return self._db
+
+    def _checkpoint_loop(self) -> None:
+        """A passive checkpoint every ``checkpoint_every_s``: it never waits for the inserts
+        and they never wait for it; the write-ahead log stays bounded by one interval."""
+        db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+        try:
+            while not self._closing.wait(self.checkpoint_every_s):
+                self.checkpoint(db)
+        finally:
+            db.close()
+
+    def checkpoint(self, db: sqlite3.Connection, passes: int = CATCH_UP_PASSES) -> bool:
+        """Copy the write-ahead log into the database; True once a pass found it all copied
+        and nothing added since the pass before.
+
+        SQLite starts the log over (instead of appending) only when an insert begins while
+        every frame is already copied. Under steady traffic one pass never gets there: it
+        copies the frames that existed when it began while inserts add more (measured: the log
+        grew to 86 MB over 6,000 inserts). So passes repeat, each copying only what came
+        during the one before, until one finds nothing new; the next insert then starts the
+        log over. Inserts that never pause get a blocking RESTART checkpoint once the log
+        passes ``MAX_LOG_FRAMES``, which bounds it (they wait for the last few frames and an
+        fsync). Never raises: a failed checkpoint is retried at the next interval, and the
+        log keeps every answer meanwhile."""
+        previous = -1
+        try:
+            for _ in range(passes):
+                [(_, logged, copied)] = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                if logged == previous and copied >= logged:
+                    return True
+                previous = logged
+            if previous > MAX_LOG_FRAMES:  # inserts without a pause: make them wait, once
+                db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        except sqlite3.Error as err:
+            logger.warning("answer ledger: checkpoint of %s failed: %s", self.path, err)
+        return False
 
     def record(
         self,
@@ -152,7 +209,13 @@ class AnswerLedger:
             return [Answer(*row) for row in cursor.fetchall()]
 
     def close(self) -> None:
+        """Stop the checkpoint thread (after its last checkpoint) and close the database."""
+        self._closing.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join(timeout=10)
+            self._checkpointer = None
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+        self._closing.clear()

@@ -1,0 +1,71 @@
+"""The answer ledger keeps checkpoints off the insert path and its write-ahead log bounded."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import numpy as np
+
+from clearsight.monitoring.answers import FILE, AnswerLedger
+
+IMAGE = np.random.default_rng(0).random((1, 28, 28)).astype(np.float32)
+
+
+def _insert(ledger: AnswerLedger, i: int) -> None:
+    ledger.record(f"request-{i:06d}", IMAGE, np.array([3]), np.array([0.9]), "1")
+
+
+def _log_frames(path) -> int:
+    """Frames in the write-ahead log now (a passive checkpoint's report; copies nothing new
+    when the log is already copied)."""
+    with sqlite3.connect(path) as db:
+        [(_, logged, _)] = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    return logged
+
+
+def test_inserts_do_not_checkpoint(tmp_path):
+    ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=60)
+    try:
+        for i in range(1500):  # SQLite's automatic checkpoint would run every ~300 inserts
+            _insert(ledger, i)
+        assert _log_frames(tmp_path / FILE) > 1000  # all still in the log: nobody copied it
+        assert [a.row for a in ledger.lookup("request-001499")] == [0]
+    finally:
+        ledger.close()
+
+
+def test_the_log_starts_over_under_steady_inserts(tmp_path):
+    """One passive pass per interval would never catch up; the catch-up passes do, so the
+    log holds about one interval of answers, not all of them."""
+    ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=0.1)
+    try:
+        began = time.monotonic()
+        i = 0
+        while time.monotonic() - began < 2.0:  # ~1,000 inserts, a pause of 1 ms after each
+            _insert(ledger, i)
+            i += 1
+            time.sleep(0.001)
+        frames_per_insert = 2  # at least: a table page and an index page
+        assert _log_frames(tmp_path / FILE) < i * frames_per_insert / 4
+    finally:
+        ledger.close()
+    reopened = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600)
+    try:
+        assert [a.row for a in reopened.lookup(f"request-{i - 1:06d}")] == [0]
+        assert [a.row for a in reopened.lookup("request-000000")] == [0]
+    finally:
+        reopened.close()
+
+
+def test_a_quiet_checkpoint_reports_everything_copied(tmp_path):
+    ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=60)
+    try:
+        for i in range(50):
+            _insert(ledger, i)
+        with sqlite3.connect(tmp_path / FILE) as db:
+            assert ledger.checkpoint(db)
+        _insert(ledger, 50)  # begins while everything is copied: the log starts over
+        assert _log_frames(tmp_path / FILE) <= 4
+    finally:
+        ledger.close()
