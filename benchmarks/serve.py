@@ -28,6 +28,10 @@ a warm-up), then open loop (Poisson arrivals, latency counted from the scheduled
 slow server cannot slow its own clock; the first ``--warm-up`` seconds of arrivals are not
 counted) at 50 % and 80 % of the best closed-loop requests/s.
 
+``bentoml-floor`` is not a peer: BentoML with clearsight's switches answering the /predict
+body with a constant (``peers/bentoml_floor.py``). Its tail at 50 % of its own capacity is
+what the framework alone reaches on this core, the yardstick for clearsight's tail target.
+
     uv run --no-sync python benchmarks/serve.py [--seconds 10] [--only clearsight,kserve]
         [--json benchmarks/results/serve.json]
 """
@@ -67,6 +71,7 @@ TARGET_PREDICT_RATIO = 1.5  # clearsight / best peer, predict requests/s at conc
 TARGET_P99_MS = 25.0  # clearsight predict p99 at 50 % of its capacity
 TARGET_EXPLAIN_RATIO = 3.0  # clearsight predict + explanation / best peer explainer, c=32
 PREDICT, EXPLAINED = "predict", "predict + explanation"
+FLOOR = "bentoml-floor"  # the framework alone (peers/bentoml_floor.py), not a peer
 # The same predictions through the Open Inference Protocol: JSON tensors, and Triton's binary
 # tensor extension (a small JSON header, then the raw float32 bytes): what moves the tail?
 PREDICT_OIP_JSON, PREDICT_OIP_BINARY = "predict (OIP JSON)", "predict (OIP binary)"
@@ -116,6 +121,7 @@ class Server:
     peer_env: str | None = None  # runs inside benchmarks/.envs/<peer_env>, as if activated
     port: int = 0
     version: str = ""
+    floor: bool = False  # computes nothing: not a peer, and its answers are not checked
 
 
 def free_port() -> int:
@@ -493,6 +499,34 @@ def kserve_server(paths: dict) -> Server:
     )
 
 
+def floor_server(clearsight: Server) -> Server:
+    """``peers/bentoml_floor.py``: the same body to the same framework, a constant answer."""
+    return Server(
+        FLOOR,
+        lambda port: [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "bentoml_floor:Floor",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        "/readyz",
+        {PREDICT: clearsight.endpoints[PREDICT]},
+        lambda answer: np.asarray(answer["results"][0]["probabilities"]),
+        config="not a peer: clearsight's BentoML and switches (1 worker, asyncio loop, access "
+        "log and tracing spans off, GC frozen), the /predict body parsed, a constant answer; "
+        "no model, no validation, no monitoring",
+        env={"BENTOML_HOME": str(Path(os.environ["BENTOML_HOME"]).parent / "bentoml-floor")},
+        cwd=REPO / "benchmarks" / "peers",
+        version="bentoml " + importlib.metadata.version("bentoml"),
+        floor=True,
+    )
+
+
 def bentoml_server(paths: dict) -> Server:
     return Server(
         "bentoml",
@@ -819,7 +853,9 @@ def verdicts(rows: list[Row]) -> dict[str, dict]:
     checks: dict[str, dict] = {}
     ours = find("clearsight", PREDICT, "c=32")
     peers = [
-        r for r in rows if r.workload == PREDICT and r.load == "c=32" and r.server != "clearsight"
+        r
+        for r in rows
+        if r.workload == PREDICT and r.load == "c=32" and r.server not in ("clearsight", FLOOR)
     ]
     if ours and peers:
         best = max(peers, key=lambda r: r.rps)
@@ -830,6 +866,7 @@ def verdicts(rows: list[Row]) -> dict[str, dict]:
             "best_peer": best.server,
             "met": ratio >= TARGET_PREDICT_RATIO,
         }
+    floor = find(FLOOR, PREDICT, "50%")
     for workload in (PREDICT, PREDICT_OIP_JSON, PREDICT_OIP_BINARY):
         half = find("clearsight", workload, "50%")
         if half:
@@ -837,7 +874,7 @@ def verdicts(rows: list[Row]) -> dict[str, dict]:
                 "value": half.p99_ms,
                 "target": TARGET_P99_MS,
                 "met": half.p99_ms <= TARGET_P99_MS,
-            }
+            } | ({"floor_p99_ms": floor.p99_ms} if floor else {})
     explained = find("clearsight", EXPLAINED, "c=32")
     explainers = [
         r for r in rows if r.workload == EXPLAINED and r.load == "c=32" and r.server != "clearsight"
@@ -883,7 +920,7 @@ def main() -> None:
     parser.add_argument("--warm-up", type=float, default=2.0, help="Seconds before each level.")
     parser.add_argument(
         "--only",
-        default="clearsight,mlflow,mlserver,mlserver-alibi,kserve,bentoml",
+        default=f"clearsight,{FLOOR},mlflow,mlserver,mlserver-alibi,kserve,bentoml",
         help="Comma-separated servers to run.",
     )
     parser.add_argument("--json", type=Path, help="Also write the table and checks as JSON.")
@@ -896,7 +933,7 @@ def main() -> None:
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     command = "uv run --no-sync python benchmarks/serve.py " + shlex.join(sys.argv[1:])
     for peer in names:
-        if peer != "clearsight":
+        if peer not in ("clearsight", FLOOR):
             peer_envs.ensure(peer)
     server_cores, load_cores = cores()
     with open("/proc/loadavg") as handle:
@@ -912,6 +949,7 @@ def main() -> None:
             "mlserver-alibi": lambda: mlserver_alibi_server(paths, tmp),
             "kserve": lambda: kserve_server(paths),
             "bentoml": lambda: bentoml_server(paths),
+            FLOOR: lambda: floor_server(clearsight_server(paths)),
         }
         servers = [factories[n]() for n in names]
         logs = {s.name: tmp / f"{s.name}.log" for s in servers}
@@ -933,7 +971,8 @@ def main() -> None:
             process = start(server, logs[server.name], server_cores)
             try:
                 wait_ready(server, process, logs[server.name])
-                check_answers(server, digits, reference)
+                if not server.floor:
+                    check_answers(server, digits, reference)
                 print(f"ready and correct: {server.name} ({server.version})\n{HEADER}", flush=True)
                 os.sched_setaffinity(0, load_cores)
                 for workload in server.endpoints:

@@ -194,6 +194,8 @@ def serve_table(result: dict[str, Any], file: str = "(this run)") -> str:
     lines.append("")
     for name, check in result.get("checks", {}).items():
         extra = f", best peer {check['best_peer']}" if "best_peer" in check else ""
+        if "floor_p99_ms" in check:
+            extra += f"; the framework's floor at its own 50 %: {check['floor_p99_ms']:.1f} ms"
         if "gap_clearsight" in check:
             extra += (
                 f"; completeness gap clearsight {_gap(check['gap_clearsight'])}, "
