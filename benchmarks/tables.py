@@ -216,15 +216,17 @@ def explain_table(result: dict[str, Any], file: str = "(this run)") -> str:
         f"{result.get('versions', {})}.",
         "",
         "| method | p50 ms (1 image) | p95 ms (1 image) | images/s (batch) | completeness gap "
-        "(median) | p50 speed-up vs GradientExplainer |",
-        "|---|---:|---:|---:|---:|---:|",
+        "(median) | gradient evaluations per image | p50 speed-up vs GradientExplainer |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in rows.items():
         gap = row.get("completeness_gap_median")
+        evaluations = row.get("evaluations_mean")
         speedup = f"{reference / row['p50_ms']:.1f}x" if reference else "-"
         lines.append(
             f"| {name} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} | {row['images_per_s']:.1f} "
-            f"| {'-' if gap is None else f'{gap:.4f}'} | {speedup} |"
+            f"| {'-' if gap is None else f'{gap:.4f}'} "
+            f"| {'-' if evaluations is None else f'{evaluations:.1f}'} | {speedup} |"
         )
     lines.append("")
     for check, passed in result.get("checks", {}).items():
