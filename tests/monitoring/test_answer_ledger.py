@@ -69,3 +69,27 @@ def test_a_quiet_checkpoint_reports_everything_copied(tmp_path):
         assert _log_frames(tmp_path / FILE) <= 4
     finally:
         ledger.close()
+
+
+class _BrokenConnection:
+    """A connection whose every statement fails, as on a full disk."""
+
+    def execute(self, _: str) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_a_failing_checkpoint_is_said_once_and_its_recovery_too(tmp_path, caplog):
+    ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=60)
+    try:
+        _insert(ledger, 0)
+        with caplog.at_level("INFO", logger="clearsight.monitoring.answers"):
+            for _ in range(5):
+                assert not ledger.checkpoint(_BrokenConnection())  # type: ignore[arg-type]
+            with sqlite3.connect(tmp_path / FILE) as db:
+                assert ledger.checkpoint(db)
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("checkpoint of" in m and "disk is full" in m for m in messages) == 1
+        assert sum("work again" in m for m in messages) == 1
+        assert [a.row for a in ledger.lookup("request-000000")] == [0]
+    finally:
+        ledger.close()

@@ -95,6 +95,7 @@ class AnswerLedger:
         self._lock = threading.Lock()
         self._inserts = 0
         self._db: sqlite3.Connection | None = None
+        self.checkpoint_failing = False  # said once in the log until a checkpoint works again
         self._closing = threading.Event()
         self._checkpointer: threading.Thread | None = None
 
@@ -134,20 +135,28 @@ class AnswerLedger:
         during the one before, until one finds nothing new; the next insert then starts the
         log over. Inserts that never pause get a blocking RESTART checkpoint once the log
         passes ``MAX_LOG_FRAMES``, which bounds it (they wait for the last few frames and an
-        fsync). Never raises: a failed checkpoint is retried at the next interval, and the
-        log keeps every answer meanwhile."""
+        fsync). Never raises: a failed checkpoint (a full disk) is logged once, retried at the
+        next interval, and its recovery logged; the log keeps every answer meanwhile."""
         previous = -1
         try:
             for _ in range(passes):
                 [(_, logged, copied)] = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 if logged == previous and copied >= logged:
-                    return True
+                    break
                 previous = logged
-            if previous > MAX_LOG_FRAMES:  # inserts without a pause: make them wait, once
-                db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            else:
+                if previous > MAX_LOG_FRAMES:  # inserts without a pause: make them wait, once
+                    db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                return False
         except sqlite3.Error as err:
-            logger.warning("answer ledger: checkpoint of %s failed: %s", self.path, err)
-        return False
+            if not self.checkpoint_failing:  # once per outage (a full disk), not every second
+                logger.warning("answer ledger: checkpoint of %s failed: %s", self.path, err)
+            self.checkpoint_failing = True
+            return False
+        if self.checkpoint_failing:
+            logger.info("answer ledger: checkpoints of %s work again", self.path)
+        self.checkpoint_failing = False
+        return True
 
     def record(
         self,
