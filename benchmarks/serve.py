@@ -72,6 +72,7 @@ TARGET_P99_MS = 25.0  # clearsight predict p99 at 50 % of its capacity
 TARGET_EXPLAIN_RATIO = 3.0  # clearsight predict + explanation / best peer explainer, c=32
 PREDICT, EXPLAINED = "predict", "predict + explanation"
 FLOOR = "bentoml-floor"  # the framework alone (peers/bentoml_floor.py), not a peer
+NOT_PEERS = ("clearsight", FLOOR)
 # The same predictions through the Open Inference Protocol: JSON tensors, and Triton's binary
 # tensor extension (a small JSON header, then the raw float32 bytes): what moves the tail?
 PREDICT_OIP_JSON, PREDICT_OIP_BINARY = "predict (OIP JSON)", "predict (OIP binary)"
@@ -853,9 +854,7 @@ def verdicts(rows: list[Row]) -> dict[str, dict]:
     checks: dict[str, dict] = {}
     ours = find("clearsight", PREDICT, "c=32")
     peers = [
-        r
-        for r in rows
-        if r.workload == PREDICT and r.load == "c=32" and r.server not in ("clearsight", FLOOR)
+        r for r in rows if r.workload == PREDICT and r.load == "c=32" and r.server not in NOT_PEERS
     ]
     if ours and peers:
         best = max(peers, key=lambda r: r.rps)
@@ -933,7 +932,7 @@ def main() -> None:
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     command = "uv run --no-sync python benchmarks/serve.py " + shlex.join(sys.argv[1:])
     for peer in names:
-        if peer not in ("clearsight", FLOOR):
+        if peer not in NOT_PEERS:
             peer_envs.ensure(peer)
     server_cores, load_cores = cores()
     with open("/proc/loadavg") as handle:

@@ -14,10 +14,11 @@ one index probe, and the file survives a restart. Checkpoints (copying the write
 the database, with an fsync) run every ``CHECKPOINT_EVERY_S`` on the ledger's own thread and
 connection, never inside an insert: SQLite's automatic checkpoint ran in every ~300th insert,
 on the service's event loop, and stalled it 15-21 ms each time (measured: 3,000 inserts, p50
-0.11 ms, ten of them over 15 ms), which is what a predict p99 is made of. It is bounded: rows older than the
-feedback age and rows beyond ``max_rows`` are deleted every ``PRUNE_EVERY`` inserts. A write
-that fails (full disk, a locked file) is logged and dropped; it never fails a prediction: the
-only consequence is that feedback for that request is refused.
+0.11 ms, ten of them over 15 ms), which is what a predict p99 is made of.
+
+It is bounded: rows older than the feedback age and rows beyond ``max_rows`` are deleted every
+``PRUNE_EVERY`` inserts. A write that fails (full disk, a locked file) is logged and dropped; it
+never fails a prediction: the only consequence is that feedback for that request is refused.
 """
 
 from __future__ import annotations
