@@ -11,6 +11,7 @@ again, put v2 live by itself: no ``force``, no reload request.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import httpx
 import keras
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from clearsight.config import TrainSettings
 from clearsight.data import Dataset
@@ -44,22 +46,44 @@ LIVE_DEADLINE_S = 300  # server restart (~15 s idle, minutes on a busy CI) + loa
 
 
 class TrippingProxy(Forwarder):
-    """Once ``armed``, the first request for an artifact calls ``trip`` (which kills the
-    server) before it is passed on."""
+    """Once ``armed`` with a marker, the first request that names it (an artifact of the
+    version being promoted) calls ``trip`` (which kills the server) before it is passed on.
+
+    The marker is the promoted version's own artifact path, not any artifact request: the
+    service also reads run artifacts on its own (a model's drift reference), and a trip on one
+    of those would leave the version's load itself untested."""
 
     def __init__(self, upstream: int, trip: Callable[[], None]) -> None:
         self.trip = trip
-        self.armed = threading.Event()
+        self.marker: bytes | None = None
         self.tripped = threading.Event()
         self._lock = threading.Lock()
         super().__init__(upstream)
 
+    def arm(self, marker: str) -> None:
+        self.marker = marker.encode()
+
     def on_request(self, data: bytes) -> None:
-        if self.armed.is_set() and b"mlflow-artifacts" in data:
+        if self.marker is not None and b"mlflow-artifacts" in data and self.marker in data:
             with self._lock:
                 if not self.tripped.is_set():
                     self.trip()
                     self.tripped.set()
+
+
+def refuses_connections(port: int) -> bool:
+    """True when nothing listens on ``port`` any more (the kill really took the server down)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except OSError:
+        return True
+    return False
+
+
+def model_id(store: Store, version: str) -> str:
+    """The MLflow 3 logged-model id whose artifacts a version's load downloads."""
+    source = MlflowClient().get_model_version(store.settings.tracking.registered_model, version)
+    return source.source.removeprefix("models:/")
 
 
 def serve(store: Store, proxy_port: int) -> tuple[subprocess.Popen, str, Path]:
@@ -117,7 +141,13 @@ def test_a_promotion_during_a_registry_outage_goes_live_when_it_is_back(
     panel = Dataset(images[1::20], labels[1::20], "panel")
     x = images[:2].astype(np.float32) / 255.0
     server = {"process": start_server(store.root, port)}
-    proxy = TrippingProxy(port, lambda: stop_server(server["process"], signal.SIGKILL))
+    outage: list[bool] = []
+
+    def kill_server() -> None:
+        stop_server(server["process"], signal.SIGKILL)
+        outage.append(refuses_connections(port))
+
+    proxy = TrippingProxy(port, kill_server)
     service = None
     try:
         models = {}
@@ -137,9 +167,10 @@ def test_a_promotion_during_a_registry_outage_goes_live_when_it_is_back(
         service, url, log = serve(store, proxy.port)
         assert predict(url, x)[0] == "1"
 
-        proxy.armed.set()
+        proxy.arm(model_id(store, "2"))
         point_champion(store.settings, ["1", "2"])  # a promotion; the server dies mid-load
         assert proxy.tripped.wait(60), f"v2 was never downloaded:\n{log.read_text()[-3000:]}"
+        assert outage == [True], "the killed mlflow server still accepts connections"
         time.sleep(3)  # the failed load and a few retries against a dead registry
         version, probabilities = predict(url, x)  # still answering, with the old model
         assert version == "1"
@@ -158,7 +189,8 @@ def test_a_promotion_during_a_registry_outage_goes_live_when_it_is_back(
         assert meta["live"]["swaps"] == 1
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         assert "clearsight_model_swap_refusals_total 0.0" in metrics
-        assert "transient" in log.read_text(), "the failed load was not seen as an outage"
+        text = log.read_text()
+        assert "transient" in text, f"the failed load was not seen as an outage:\n{text[-4000:]}"
         version, probabilities = predict(url, x)
         assert version == "2"
         np.testing.assert_allclose(probabilities, offline_probabilities(models["2"], x), atol=1e-4)
