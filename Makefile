@@ -41,13 +41,13 @@ ui: setup  ## the MLflow UI on the local store, http://127.0.0.1:5000
 	$(RUN) clearsight ui
 
 test: setup lint browser  ## lint, then the test suite (slow end-to-end tests included; faults apart)
-	$(RUN) pytest -m "not faults and not journeys"
+	$(RUN) pytest -m "not faults and not journeys" --durations=20
 
 test-journeys: setup  ## your own images (word-named, 8x8, colour folders) through the whole loop
-	$(RUN) pytest -s -m journeys tests/journeys
+	$(RUN) pytest -s -m journeys tests/journeys --durations=5
 
 test-faults: setup strace  ## the fault-injection suite (tests/faults): kills, lost servers, full disks
-	$(RUN) pytest -m faults
+	$(RUN) pytest -m faults --durations=10
 
 browser:  ## Debian's Chromium for the web page test (installed when root; else that test skips)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] \
