@@ -26,14 +26,16 @@ the core with the server being measured.
 Per server and workload: closed loop at concurrency 1, 8 and 32 for ``--seconds`` each (after
 a warm-up), then open loop (Poisson arrivals, latency counted from the scheduled send time so a
 slow server cannot slow its own clock; the first ``--warm-up`` seconds of arrivals are not
-counted) at 50 % and 80 % of the best closed-loop requests/s.
+counted) at 50 % and 80 % of the best closed-loop requests/s, and for predict at each
+``--rates`` requests/s (the same absolute rates for every server: the machine's speed moves
+every capacity, and with it what "50 %" asks).
 
 ``bentoml-floor`` is not a peer: BentoML with clearsight's switches answering the /predict
 body with a constant (``peers/bentoml_floor.py``). Its tail at 50 % of its own capacity is
 what the framework alone reaches on this core, the yardstick for clearsight's tail target.
 
     uv run --no-sync python benchmarks/serve.py [--seconds 10] [--only clearsight,kserve]
-        [--json benchmarks/results/serve.json]
+        [--rates 130] [--json benchmarks/results/serve.json]
 """
 
 from __future__ import annotations
@@ -798,6 +800,10 @@ def measure(
             result = asyncio.run(open_loop(url, bodies, rate, args.seconds, args.warm_up))
         rows.append(row(server, workload, "open", f"{fraction:.0%} = {rate:.0f}/s", result))
         print(_line(rows[-1]), flush=True)
+    for rate in args.rates if workload == PREDICT else ():
+        result = asyncio.run(open_loop(url, bodies, rate, args.seconds, args.warm_up))
+        rows.append(row(server, workload, "open", f"fixed {rate:.0f}/s", result))
+        print(_line(rows[-1]), flush=True)
     return rows
 
 
@@ -923,6 +929,13 @@ def main() -> None:
         help="Comma-separated servers to run.",
     )
     parser.add_argument("--json", type=Path, help="Also write the table and checks as JSON.")
+    parser.add_argument(
+        "--rates",
+        type=lambda text: [float(r) for r in text.split(",") if r],
+        default=[],
+        help="Extra open-loop levels for predict at these requests/s, the same for every "
+        "server (comma-separated): a tail read at one absolute rate, whatever each capacity",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
