@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
+
+from mlflow import MlflowClient
 
 from clearsight.config import Settings
 from clearsight.errors import RegistryError
@@ -24,11 +27,13 @@ from clearsight.inference.provenance import Provenance
 from clearsight.tracking.faults import is_transient
 from clearsight.tracking.registry import (
     VersionInfo,
+    alias_version,
     describe_version,
     load_model_ref,
     load_run_file,
     load_task,
 )
+from clearsight.tracking.store import tracking_uri
 
 if TYPE_CHECKING:
     import keras
@@ -69,6 +74,14 @@ def load_candidate(
     return Candidate(make_predictor(model, provenance, source, task), panel)
 
 
+@dataclass(frozen=True)
+class UnchangedVersion:
+    """What a poll read when the alias still names the live version: nothing else is needed."""
+
+    name: str
+    version: str
+
+
 def registry_follower(
     settings: Settings,
     holder: ModelHolder,
@@ -80,11 +93,23 @@ def registry_follower(
     on_refusal: Callable[[str, str], None],
     backoff: Backoff,
 ) -> Follower:
-    """A ``Follower`` of ``alias`` in the MLflow registry that ``settings`` name."""
+    """A ``Follower`` of ``alias`` in the MLflow registry that ``settings`` name.
+
+    Each poll first reads only the version the alias names (one registry call); the full
+    description (the version, its run and the run's tags) is read only when that differs from
+    the live version. A poll thus costs ~3.5 ms of Python instead of ~26 ms (SQLite store, 2
+    cores), and that Python holds the interpreter lock the event loop needs: a poll every 30 s
+    was a 26 ms stall of whatever requests arrived during it.
+    """
     max_gap = settings.promotion.max_completeness_gap
+    client = MlflowClient(tracking_uri(settings))
+    name = settings.tracking.registered_model
 
     def describe(ref: str) -> Versioned:
-        return describe_version(settings, ref)
+        named = ref if ref.isdigit() else alias_version(client, name, ref)
+        if named is not None and named == holder.current.version:
+            return UnchangedVersion(name, named)
+        return describe_version(settings, ref)  # moved (or gone: its error says which)
 
     def load(named: Versioned) -> Candidate:
         return load_candidate(settings, cast(VersionInfo, named), alias, make_predictor)
