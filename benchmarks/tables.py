@@ -234,12 +234,69 @@ def explain_table(result: dict[str, Any], file: str = "(this run)") -> str:
     return "\n".join(lines)
 
 
+def tail_ab_table(result: dict[str, Any], file: str = "(this run)") -> str:
+    """Paired rounds of ``benchmarks/tail_ab.py``: one row per round, then each variant's
+    medians and, against the first variant, in how many rounds its p99 was lower."""
+    names = list(result["variants"])
+    settings = "; ".join(
+        f"{name}: {', '.join(f'`{k}={v}`' for k, v in env.items()) or 'as shipped'}"
+        for name, env in result["variants"].items()
+    )
+    fraction = f"{result.get('fraction', 0.5):.0%}"
+    by_round: dict[int, dict[str, dict[str, Any]]] = {}
+    for run in result["runs"]:
+        by_round.setdefault(run["round"], {})[run["variant"]] = run
+    lines = [
+        _header(result, file),
+        "",
+        f"Variants: {settings}. Open loop at {fraction} of each run's own capacity "
+        f"(32 closed-loop clients), {result.get('seconds', '?')} s after 2 s of warm-up.",
+        "",
+        "| round | "
+        + " | ".join(f"{n} capacity req/s | {n} p50 ms | {n} p99 ms | {n} core busy" for n in names)
+        + " |",
+        "|---:|" + "---:|" * (4 * len(names)),
+    ]
+    for number, runs in sorted(by_round.items()):
+        cells = []
+        for name in names:
+            run = runs.get(name)
+            cells += (
+                ["-"] * 4
+                if run is None
+                else [
+                    f"{run['capacity_rps']:.0f}",
+                    f"{run['p50_ms']:.1f}",
+                    f"{run['p99_ms']:.1f}",
+                    f"{100 * run['server_core_busy']:.0f} %",
+                ]
+            )
+        lines.append(f"| {number} | " + " | ".join(cells) + " |")
+    lines.append("")
+    summary = result["summary"]
+    for name in names:
+        s = summary[name]
+        line = (
+            f"- {name}: median p99 {s['median_p99_ms']:.1f} ms, median capacity "
+            f"{s['median_capacity_rps']:.0f} req/s"
+        )
+        wins = s.get(f"lower_p99_than_{names[0]}")
+        if wins is not None:
+            line += (
+                f"; p99 lower than {names[0]}'s in {wins} of {s['rounds']} rounds, median "
+                f"ratio {s['median_p99_ratio']:.2f}"
+            )
+        lines.append(line)
+    return "\n".join(lines)
+
+
 KINDS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "train": train_table,
     "train-thresholds": train_thresholds_table,
     "ingest": ingest_table,
     "serve": serve_table,
     "explain": explain_table,
+    "tail-ab": tail_ab_table,
 }
 
 
