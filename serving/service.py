@@ -46,7 +46,6 @@ from serving.pipeline import ServiceState
 from serving.routes import app
 from serving.settings import ServiceSettings
 from serving.shedding import LoadShedder
-from serving.thread_priority import LoopFirst
 
 if TYPE_CHECKING:
     from clearsight.inference.predictor import Predictor
@@ -179,15 +178,6 @@ class Clearsight:
         # (measured). Freezing them after warm-up keeps collections to request garbage.
         gc.collect()
         gc.freeze()
-        # The event loop first: every other thread niced, also those started later
-        # (serving.thread_priority); TensorFlow's pools exist by now.
-        loop_first = LoopFirst(SERVER.background_nice)
-        if loop_first.start():
-            logger.info(
-                "%d threads at niceness %d, kept there; the event loop at its own",
-                loop_first.lowered,
-                SERVER.background_nice,
-            )
         if self.state.follower is not None:
             self.state.follower.start()
 

@@ -29,14 +29,6 @@ class ServerSettings(ServingSettings):
         "tracing exporter; it also gives BentoML's X-BentoML-Request-ID header and log "
         "request ids). Off: spans nothing samples cost ~10 % of the event loop under load.",
     )
-    background_nice: int = Field(
-        default=10,
-        ge=0,
-        le=19,
-        description="CPU niceness of every thread of the worker but the event loop's (the "
-        "model's forward pass, TensorFlow's pools, the traffic log): the loop runs first on a "
-        "busy core. 0 leaves priorities alone. Linux only (serving/thread_priority.py).",
-    )
     access_log: bool = Field(
         default=False,
         description="BentoML's access log (one line per request on stdout). Off by default: "
