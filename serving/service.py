@@ -140,6 +140,7 @@ class Clearsight:
             chunk_units=SERVER.explain_chunk_units,
             scheduler=self.explain_scheduler,  # one for every version: swaps share the workers
             task=task,
+            litert=SERVER.forward_runtime == "litert",
         )
         predictor.monitor = self.monitoring.monitor_for(
             provenance, bool(SERVER.follow_alias), predictor.task

@@ -49,6 +49,7 @@ from clearsight.inference.images import (
     from_array,
     to_batch,
 )
+from clearsight.inference.litert import LiteRTForward, litert_forward
 from clearsight.inference.provenance import Provenance
 from clearsight.inference.scheduling import FairScheduler
 from clearsight.inference.schemas import (
@@ -157,12 +158,15 @@ class Predictor:
         chunk_units: float | None = 256,
         scheduler: FairScheduler | None = None,
         task: ImageTask | None = None,
+        litert: bool = False,
     ) -> None:
         """``budget``: the explanation limit per request (default: 4096 units, refuse);
         ``chunk_units``: the size of a fair-share chunk (None: one chunk per method);
         ``scheduler``: shared with other predictors (versions) so they share the workers;
         ``task``: the task stored with the model (class names, digit-likeness), checked
-        against the model's shapes (``served_task``), which decide when they disagree."""
+        against the model's shapes (``served_task``), which decide when they disagree;
+        ``litert``: forward passes through LiteRT after warm-up, where the parity check allows
+        (``clearsight.inference.litert``: a fifth of the per-call cost)."""
         self.model = model
         self.task = served_task(model, task)
         self.mlflow_ui_url = mlflow_ui_url.rstrip("/") if mlflow_ui_url else None
@@ -174,6 +178,8 @@ class Predictor:
         self.budget = budget or ExplainBudget()
         self.chunk_units = chunk_units
         self.scheduler = scheduler or FairScheduler()
+        self.litert = litert
+        self._fast_forward: LiteRTForward | None = None  # set by warm_up when LiteRT is used
         self.ready = False
         # Out-of-distribution checks and the traffic log (None: neither); the service sets it.
         self.monitor: RequestMonitor | None = None
@@ -181,6 +187,11 @@ class Predictor:
     # -- numbers ------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for float32 images (N, H, W, C) in 0-1."""
+        if self._fast_forward is not None:
+            return self._fast_forward(x)
+        return self._keras_forward(x)
+
+    def _keras_forward(self, x: np.ndarray) -> np.ndarray:
         return self._gradients.scores(x, PROBABILITIES)
 
     def explain(
@@ -199,6 +210,10 @@ class Predictor:
         digit = to_batch([example_image(self.task)])
         for n in (1, 8):
             self.forward(np.repeat(digit, n, axis=0))
+        if self.litert:
+            noise = np.random.default_rng(0).random((7, *digit.shape[1:]), dtype=np.float32)
+            probe = np.concatenate([digit, noise])
+            self._fast_forward = litert_forward(self.model, self._keras_forward, probe)
         for method in METHOD_NAMES:
             options = ExplainOptions(
                 methods=[method], encodings=["float16", "png_heatmap", "png_overlay"]
@@ -208,7 +223,8 @@ class Predictor:
             self.explain(digit, options)  # measure warm
         self.ready = True
         logger.info(
-            "warm: %s",
+            "warm: forward through %s; %s",
+            "LiteRT" if self._fast_forward is not None else "Keras",
             ", ".join(f"{m} {ms:.1f} ms" for m, ms in self.costs.ms_per_row.items()),
         )
 

@@ -9,6 +9,8 @@ graph. For one image that binding was ~0.8 of ~2.6 ms of a forward pass on one c
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Callable
 from typing import Any
 
@@ -77,3 +79,15 @@ def compile_layer_gradients(head: keras.Model, tail: keras.Model) -> LayerGradie
 
     traced: LayerGradients = _traced(layer_gradients, _image_spec(head), _TARGETS)
     return traced
+
+
+def to_litert(model: keras.Model) -> bytes:
+    """``model``'s inference graph as a LiteRT flatbuffer (``clearsight.inference.litert``).
+
+    ``from_keras_model`` exports the model to a temporary SavedModel first (Keras prints that
+    export's signature, kept off stdout here). Converting a traced concrete function directly
+    gave NaNs for a model loaded from a ``.keras`` file (its variables were not captured),
+    which the caller's parity check caught."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        flatbuffer: bytes = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    return flatbuffer
