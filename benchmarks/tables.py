@@ -290,6 +290,22 @@ def tail_ab_table(result: dict[str, Any], file: str = "(this run)") -> str:
     return "\n".join(lines)
 
 
+def forward_call_table(result: dict[str, Any], file: str = "(this run)") -> str:
+    """Per-call cost of the served forward pass, Keras vs LiteRT (``benchmarks/forward_call.py``)."""
+    lines = [
+        _header(result, file),
+        "",
+        "| images per call | Keras us | LiteRT us | speed-up | largest probability difference |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n, row in result["batches"].items():
+        lines.append(
+            f"| {n} | {row['keras_us']:.0f} | {row['litert_us']:.0f} | {row['speedup']:.2f}x "
+            f"| {row['max_probability_difference']:.1g} |"
+        )
+    return "\n".join(lines)
+
+
 KINDS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "train": train_table,
     "train-thresholds": train_thresholds_table,
@@ -297,6 +313,7 @@ KINDS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "serve": serve_table,
     "explain": explain_table,
     "tail-ab": tail_ab_table,
+    "forward-call": forward_call_table,
 }
 
 

@@ -1,5 +1,5 @@
-"""The paired A/B harness of the predict tail: its arguments, its arithmetic, its table.
-No server is started here (the harness itself is the slow part); milliseconds."""
+"""The paired A/B harness of the predict tail (its arguments, arithmetic and table) and the
+forward-call table. No server is started here (the harness itself is the slow part); milliseconds."""
 
 from __future__ import annotations
 
@@ -72,3 +72,18 @@ def test_core_ticks_count_busy_within_total() -> None:
     busy, total = tail_ab.core_ticks({0})
     assert 0 <= busy <= total and total > 0
     assert tail_ab.core_ticks({10_000}) == (0, 0)  # a core this machine does not have
+
+
+def test_the_forward_call_table_reads_its_file() -> None:
+    result = {
+        "environment": {"command": "python -m benchmarks.forward_call", "date": "d"},
+        "batches": {
+            "1": {
+                "keras_us": 311.2,
+                "litert_us": 58.4,
+                "speedup": 5.33,
+                "max_probability_difference": 1.5e-8,
+            }
+        },
+    }
+    assert "| 1 | 311 | 58 | 5.33x | 1e-08 |" in tables.forward_call_table(result, "f.json")
