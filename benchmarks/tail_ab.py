@@ -9,8 +9,8 @@ what `benchmarks/serve.py` does: capacity with 32 closed-loop clients, then Pois
 at 50 % of that capacity. A variant is judged by its paired differences, round by round.
 
     uv run --no-sync python -m benchmarks.tail_ab --rounds 9 \\
-        --variant "nice 0=CLEARSIGHT_SERVING__BACKGROUND_NICE=0" --variant "as shipped=" \\
-        --json benchmarks/results/tail_ab-2026-12-06.json
+        --variant "keras (default)=" --variant "litert=CLEARSIGHT_SERVING__FORWARD_RUNTIME=litert" \\
+        --json benchmarks/results/tail_ab-litert-2026-12-06.json
 
 The server core's busy share (from /proc/stat) is recorded for each open-loop window: at
 "50 %" of closed-loop capacity a core is usually far more than half busy (docs/benchmarks.md).
@@ -61,27 +61,6 @@ def core_ticks(cores: set[int]) -> tuple[int, int]:
     return busy, total
 
 
-def thread_niceness(pid: int) -> dict[str, int]:
-    """How many threads of the server's processes run at each niceness: shows that a variant
-    which changes priorities took effect (and on how many threads)."""
-    import psutil
-
-    counts: dict[str, int] = {}
-    root = psutil.Process(pid)
-    for process in [root, *root.children(recursive=True)]:
-        try:
-            threads = process.threads()
-        except psutil.Error:
-            continue
-        for thread in threads:
-            try:
-                nice = os.getpriority(os.PRIO_PROCESS, thread.id)
-            except OSError:
-                continue
-            counts[str(nice)] = counts.get(str(nice), 0) + 1
-    return dict(sorted(counts.items()))
-
-
 def one_run(
     paths: dict, digits, variant: dict[str, str], args, seed: int, tmp: Path
 ) -> dict[str, Any]:
@@ -105,7 +84,6 @@ def one_run(
         before = core_ticks(server_cores)
         result = asyncio.run(serve.open_loop(url, bodies, rate, args.seconds, 2.0, seed))
         after = core_ticks(server_cores)
-        niceness = thread_niceness(process.pid)
         row = serve.row(server, serve.PREDICT, "open", f"{args.fraction:.0%}", result)
         busy = (after[0] - before[0]) / max(after[1] - before[1], 1)
         return {
@@ -119,7 +97,6 @@ def one_run(
             "p95_ms": round(row.p95_ms, 2),
             "p99_ms": round(row.p99_ms, 2),
             "server_core_busy": round(busy, 3),
-            "threads_by_niceness": niceness,
         }
     finally:
         os.sched_setaffinity(0, server_cores | load_cores)
@@ -187,8 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"round {round_} {name:>16}: capacity {result['capacity_rps']:.0f}/s, "
                     f"{result['answered_rps']:.0f}/s open: p50 {result['p50_ms']:.1f} "
                     f"p95 {result['p95_ms']:.1f} p99 {result['p99_ms']:.1f} ms, "
-                    f"core {result['server_core_busy']:.0%} busy, {result['errors']} errors, "
-                    f"threads by niceness {result['threads_by_niceness']}",
+                    f"core {result['server_core_busy']:.0%} busy, {result['errors']} errors",
                     flush=True,
                 )
     summary = summarize(runs, names)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import numpy as np
+
+from clearsight.inference.follow import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,7 @@ def litert_forward(
                 )
                 return None
     except Exception as err:  # a layer the converter lacks, no wheel: fall back
-        logger.warning("LiteRT forward not used for %s: %s", model.name, _one_line(err))
+        reason = f"{type(err).__name__}: {first_line(err)}"
+        logger.warning("LiteRT forward not used for %s: %s", model.name, reason)
         return None
     return forward
-
-
-def _one_line(err: Any) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
