@@ -6,7 +6,7 @@ encoding of images), new connections then wait in the kernel's accept queue, 2,0
 no bound of ours can see or refuse them: at 4x capacity nothing was shed and half the clients
 timed out (measured, ``tests/serving/test_overload.py``). asyncio's selector loop accepts every
 waiting connection when the listening socket is readable, so the excess reaches
-``serving.shedding.LoadShedder`` at once and is refused with a 503 in well under a millisecond.
+the load shedder (``serving.shedding``) at once and is refused with a 503 in well under a millisecond.
 
 BentoML builds uvicorn's configuration itself (loop "auto": uvloop when importable), so the
 choice is made by what ``import uvloop`` finds in the worker process, before the server starts.

@@ -45,7 +45,7 @@ from serving.monitoring import ServiceMonitoring
 from serving.pipeline import ServiceState
 from serving.routes import app
 from serving.settings import ServiceSettings
-from serving.shedding import LoadShedder
+from serving.shedding import FrontDoor
 
 if TYPE_CHECKING:
     from clearsight.inference.predictor import Predictor
@@ -211,7 +211,7 @@ class Clearsight:
 
 
 Clearsight.add_asgi_middleware(
-    LoadShedder, max_in_flight=SERVER.max_in_flight, on_shed=lambda: SHED.inc()
+    FrontDoor, max_in_flight=SERVER.max_in_flight, on_shed=lambda: SHED.inc()
 )
 Clearsight.add_asgi_middleware(
     ServiceGuard,

@@ -8,11 +8,12 @@ import asyncio
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from serving.shedding import LoadShedder
+from serving.shedding import FrontDoor, LoadShedder
 
 
 def shedder_app(gate: asyncio.Event, limit: int) -> LoadShedder:
@@ -92,3 +93,98 @@ def test_a_failing_request_frees_its_place() -> None:
 def test_the_bound_must_admit_something() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         LoadShedder(Starlette(), max_in_flight=0)
+
+
+class CountingMiddleware:
+    """Stands for BentoML's metrics, tracing and timeout middlewares: outside any middleware
+    of a service, counting the HTTP requests that pass it."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            PASSED.append(scope["path"])
+        await self.app(scope, receive, send)
+
+
+PASSED: list[str] = []
+
+
+async def started(app: Starlette) -> tuple[asyncio.Task, asyncio.Queue]:
+    """Run the app's lifespan startup, as uvicorn does before it accepts a connection."""
+    inbox: asyncio.Queue = asyncio.Queue()
+    events: list[str] = []
+    await inbox.put({"type": "lifespan.startup"})
+
+    async def send(message) -> None:
+        events.append(message["type"])
+
+    lifespan = asyncio.create_task(app({"type": "lifespan", "state": {}}, inbox.get, send))
+    async with asyncio.timeout(10):
+        while "lifespan.startup.complete" not in events:
+            await asyncio.sleep(0.01)
+    return lifespan, inbox
+
+
+def test_the_front_door_refuses_before_the_outer_middlewares() -> None:
+    """After startup the shedder stands in front of every middleware: a refusal never reaches
+    the outer (BentoML's) ones, an admitted request passes them as before."""
+    PASSED.clear()
+    gate = asyncio.Event()
+
+    async def slow(_: Request) -> JSONResponse:
+        await gate.wait()
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route("/predict", slow, methods=["POST"])],
+        middleware=[Middleware(CountingMiddleware), Middleware(FrontDoor, max_in_flight=1)],
+    )
+
+    async def scenario() -> tuple[int, int]:
+        lifespan, inbox = await started(app)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            held = asyncio.create_task(http.post("/predict"))
+            async with asyncio.timeout(10):
+                while not PASSED:
+                    await asyncio.sleep(0.01)
+            refused = await http.post("/predict")
+            gate.set()
+            admitted = await held
+        await inbox.put({"type": "lifespan.shutdown"})
+        await lifespan
+        return admitted.status_code, refused.status_code
+
+    assert asyncio.run(scenario()) == (200, 503)
+    assert PASSED == ["/predict"]  # the admitted one only
+    assert isinstance(app.middleware_stack, LoadShedder) and app.middleware_stack.shed == 1
+
+
+def test_the_front_door_sheds_in_place_without_a_middleware_stack(caplog) -> None:
+    """An app that exposes no middleware stack keeps the shedder where it was added, with a
+    warning: refusals stay, they only cost more."""
+    gate = asyncio.Event()
+    door = FrontDoor(shedder_app(gate, limit=1).app, max_in_flight=1)
+
+    async def scenario() -> int:
+        async def receive() -> dict:
+            raise asyncio.CancelledError  # the startup is not the point here
+
+        with pytest.raises(asyncio.CancelledError):
+            await door({"type": "lifespan", "state": {}, "app": object()}, receive, None)
+        transport = httpx.ASGITransport(app=door)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            held = asyncio.create_task(http.post("/predict"))
+            async with asyncio.timeout(10):
+                while door.in_flight < 1:
+                    await asyncio.sleep(0.01)
+            refused = await http.post("/predict")
+            gate.set()
+            await held
+        return refused.status_code
+
+    assert asyncio.run(scenario()) == 503
+    assert door.front is None and door.shed == 1
+    assert "stays behind BentoML's middlewares" in caplog.text
