@@ -227,7 +227,8 @@ def clearsight_server(paths: dict) -> Server:
         },
         gaps={EXPLAINED: lambda answer, _: _reported_gap(answer)},
         config="`bentoml serve serving.service:Clearsight` as shipped: 1 worker, adaptive "
-        "micro-batching, forward off the event loop, asyncio loop, access log and unsampled "
+        "micro-batching, forward off the event loop (LiteRT), asyncio loop, load shedding in "
+        "front of BentoML's middlewares, access log and unsampled "
         "tracing spans off, GC frozen after warm-up, traffic log on; explanation = the "
         "default IG (adaptive steps, gap <= 0.1 %) + Grad-CAM",
         # The traffic log is on by default (as shipped); a fresh folder per run, never the

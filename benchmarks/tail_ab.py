@@ -9,8 +9,8 @@ what `benchmarks/serve.py` does: capacity with 32 closed-loop clients, then Pois
 at 50 % of that capacity. A variant is judged by its paired differences, round by round.
 
     uv run --no-sync python -m benchmarks.tail_ab --rounds 9 \\
-        --variant "keras (default)=" --variant "litert=CLEARSIGHT_SERVING__FORWARD_RUNTIME=litert" \\
-        --json benchmarks/results/tail_ab-litert-2026-12-06.json
+        --variant "litert (default)=" --variant "keras=CLEARSIGHT_SERVING__FORWARD_RUNTIME=keras" \\
+        --json benchmarks/results/tail_ab-default-2026-12-06.json
 
 The server core's busy share (from /proc/stat) is recorded for each open-loop window: at
 "50 %" of closed-loop capacity a core is usually far more than half busy (docs/benchmarks.md).

@@ -24,13 +24,13 @@ class ServerSettings(ServingSettings):
         "connections queue unseen in the kernel (see serving/event_loop.py).",
     )
     forward_runtime: Literal["keras", "litert"] = Field(
-        default="keras",
+        default="litert",
         description="What runs the served model's forward pass (probabilities) with the "
-        "TensorFlow backend: Keras's compiled function, or LiteRT after a parity check "
-        "against Keras at warm-up (a fifth of TensorFlow's cost per one-image call, a lower "
-        "tail at moderate load; clearsight/inference/litert.py). Not the default: with it the "
-        "capacity rises and a 4x-capacity flood of new connections outruns the refusal path "
-        "(README, 'What survives what'). Explanations always use Keras; other backends too.",
+        "TensorFlow backend: LiteRT after a parity check against Keras at warm-up (a fifth of "
+        "TensorFlow's cost per one-image call, a lower tail at moderate load; "
+        "clearsight/inference/litert.py), or Keras's compiled function. LiteRT falls back to "
+        "Keras, with the reason logged, when it is not installed, the model does not convert "
+        "or the check fails. Explanations always use Keras; other backends too.",
     )
     trace_requests: bool = Field(
         default=False,

@@ -9,10 +9,10 @@ paid exactly when requests come one at a time, which is what the predict tail at
 is made of (docs/benchmarks.md). LiteRT (``ai-edge-litert``) is TensorFlow's own runtime for
 deployed models; the model is converted in memory by TensorFlow's converter at warm-up.
 
-Opt-in (``CLEARSIGHT_SERVING__FORWARD_RUNTIME=litert``; the README says why it is not the
-default). Only for the TensorFlow backend (the converter is TensorFlow's); with JAX or PyTorch,
-and for any model the converter or the parity check refuses, the caller keeps the compiled
-Keras forward pass. The parity check compares both on probe images before LiteRT is used:
+The service's default (``CLEARSIGHT_SERVING__FORWARD_RUNTIME=keras`` turns it off). Only for
+the TensorFlow backend (the converter is TensorFlow's); with JAX or PyTorch, without
+``ai-edge-litert``, and for any model the converter or the parity check refuses, the caller
+keeps the compiled Keras forward pass. The parity check compares both on probe images before LiteRT is used:
 probabilities must agree within ``PARITY_ATOL``, or LiteRT is not used and the log says why.
 Explanations always use the Keras model (they need its gradients).
 """
