@@ -1,4 +1,5 @@
-"""The answer ledger keeps checkpoints off the insert path and its write-ahead log bounded."""
+"""The answer ledger keeps the database off the event loop (``record`` only queues) and its
+write-ahead log bounded."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 
 import numpy as np
 
+from clearsight.monitoring import answers as answers_module
 from clearsight.monitoring.answers import FILE, AnswerLedger
 
 IMAGE = np.random.default_rng(0).random((1, 28, 28)).astype(np.float32)
@@ -24,15 +26,54 @@ def _log_frames(path) -> int:
     return logged
 
 
-def test_inserts_do_not_checkpoint(tmp_path):
+def test_recording_never_waits_on_the_database(tmp_path):
+    """``record`` runs on the service's event loop: with the database locked by another
+    writer (as during a long checkpoint or on a slow disk) it still returns at once, and the
+    answers are written once the lock is gone."""
     ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=60)
     try:
-        for i in range(1500):  # SQLite's automatic checkpoint would run every ~300 inserts
+        _insert(ledger, 0)
+        assert ledger.flush()
+        blocker = sqlite3.connect(tmp_path / FILE, timeout=0, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
+        slowest = 0.0
+        for i in range(1, 301):
+            began = time.perf_counter()
             _insert(ledger, i)
-        assert _log_frames(tmp_path / FILE) > 1000  # all still in the log: nobody copied it
-        assert [a.row for a in ledger.lookup("request-001499")] == [0]
+            slowest = max(slowest, time.perf_counter() - began)
+        assert not ledger.flush(timeout_s=0.3)  # the writer is waiting for the lock
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert slowest < 0.05, f"record waited {slowest:.3f} s"
+        assert [a.row for a in ledger.lookup("request-000300")] == [0]
+        assert ledger.dropped == 0
     finally:
         ledger.close()
+
+
+def test_a_full_queue_drops_answers_instead_of_growing(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(answers_module, "MAX_PENDING_ROWS", 5)
+    ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=60)
+    blocker = sqlite3.connect(tmp_path / FILE, timeout=0, isolation_level=None)
+    try:
+        _insert(ledger, 0)
+        assert ledger.flush()
+        blocker.execute("BEGIN IMMEDIATE")
+        with caplog.at_level("WARNING", logger="clearsight.monitoring.answers"):
+            for i in range(1, 20):
+                _insert(ledger, i)
+        assert ledger.dropped >= 19 - 5 - 1  # the writer may hold one batch while it waits
+        assert (
+            sum("dropped until the writer catches up" in r.getMessage() for r in caplog.records)
+            == 1
+        )
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        ledger.close()
+    assert [
+        a.row for a in AnswerLedger(tmp_path / FILE, 10_000, 3600).lookup("request-000001")
+    ] == [0]
 
 
 def test_the_log_starts_over_under_steady_inserts(tmp_path):
@@ -63,9 +104,11 @@ def test_a_quiet_checkpoint_reports_everything_copied(tmp_path):
     try:
         for i in range(50):
             _insert(ledger, i)
+        assert ledger.flush()
         with sqlite3.connect(tmp_path / FILE) as db:
             assert ledger.checkpoint(db)
         _insert(ledger, 50)  # begins while everything is copied: the log starts over
+        assert ledger.flush()
         assert _log_frames(tmp_path / FILE) <= 4
     finally:
         ledger.close()
@@ -91,5 +134,22 @@ def test_a_failing_checkpoint_is_said_once_and_its_recovery_too(tmp_path, caplog
         assert sum("checkpoint of" in m and "disk is full" in m for m in messages) == 1
         assert sum("work again" in m for m in messages) == 1
         assert [a.row for a in ledger.lookup("request-000000")] == [0]
+    finally:
+        ledger.close()
+
+
+def test_an_unwritable_ledger_drops_answers_and_keeps_its_writer(tmp_path, caplog):
+    (tmp_path / "taken").write_text("a file where the ledger's folder should be")
+    ledger = AnswerLedger(tmp_path / "taken" / FILE, 10_000, 3600, checkpoint_every_s=0.05)
+    try:
+        with caplog.at_level("WARNING", logger="clearsight.monitoring.answers"):
+            for i in range(3):
+                _insert(ledger, i)
+                assert ledger.flush()  # written or dropped: either way, done
+            time.sleep(0.2)  # a few checkpoint intervals: they must not end the writer
+            _insert(ledger, 3)
+            assert ledger.flush()
+        assert ledger.dropped == 4
+        assert sum("not recorded" in r.getMessage() for r in caplog.records) == 4
     finally:
         ledger.close()

@@ -9,16 +9,22 @@ for a (request id, digest) pair found here and young enough (``serving.feedback_
 the served label and confidence travel with the feedback batch, so ingest can compare the
 given labels with the champion's confident answers without the model.
 
-SQLite (stdlib) in WAL mode, indexed by request id: an insert costs about 0.1 ms, a lookup is
-one index probe, and the file survives a restart. Checkpoints (copying the write-ahead log into
-the database, with an fsync) run every ``CHECKPOINT_EVERY_S`` on the ledger's own thread and
-connection, never inside an insert: SQLite's automatic checkpoint ran in every ~300th insert,
-on the service's event loop, and stalled it 15-21 ms each time (measured: 3,000 inserts, p50
-0.11 ms, ten of them over 15 ms), which is what a predict p99 is made of.
+SQLite (stdlib) in WAL mode, indexed by request id: a lookup is one index probe, and the file
+survives a restart. ``record`` never touches the database: it queues the rows, and the
+ledger's own thread writes whatever is queued in one transaction and checkpoints (copies the
+write-ahead log into the database, with an fsync) every ``CHECKPOINT_EVERY_S``. Why a thread:
+``record`` runs on the service's event loop, and an insert there waited on SQLite in the
+tail: SQLite's automatic checkpoint stalled every ~300th insert 15-21 ms (measured: 3,000
+inserts, p50 0.11 ms, ten over 15 ms); with checkpoints moved to a second connection, inserts
+at 800/s still waited for them (``benchmarks/ledger_insert.py``; docs/benchmarks.md). A
+lookup first waits (at most ``FLUSH_WAIT_S``) until the rows queued before it are written, so
+feedback sees every answer already sent. The queue is bounded (``MAX_PENDING_ROWS``): a disk
+that cannot keep up costs answers, never memory.
 
 It is bounded: rows older than the feedback age and rows beyond ``max_rows`` are deleted every
 ``PRUNE_EVERY`` inserts. A write that fails (full disk, a locked file) is logged and dropped; it
 never fails a prediction: the only consequence is that feedback for that request is refused.
+A process killed between ``record`` and the write (milliseconds) loses those rows the same way.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ PRUNE_EVERY = 1000
 CHECKPOINT_EVERY_S = 1.0
 CATCH_UP_PASSES = 20
 MAX_LOG_FRAMES = 4096  # 16 MB of 4 KB pages
+MAX_PENDING_ROWS = 50_000  # queued for the writer; beyond it answers are dropped (and counted)
+FLUSH_WAIT_S = 2.0  # a lookup waits this long at most for the rows queued before it
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     request_id TEXT NOT NULL,
@@ -78,6 +86,9 @@ class Answer:
     model_version: str
 
 
+Row = tuple[str, int, str, float, int, float, str]
+
+
 class AnswerLedger:
     """Append every answer; look answers up by request id. Thread-safe; one per process."""
 
@@ -93,37 +104,62 @@ class AnswerLedger:
         self.max_age_s = max_age_s
         self.checkpoint_every_s = checkpoint_every_s
         self.dropped = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the connection: the writer's batches and lookups
         self._inserts = 0
         self._db: sqlite3.Connection | None = None
         self.checkpoint_failing = False  # said once in the log until a checkpoint works again
-        self._closing = threading.Event()
-        self._checkpointer: threading.Thread | None = None
+        self._queue_changed = threading.Condition()  # guards the fields below
+        self._pending: list[Row] = []
+        self._queued = 0  # rows ever queued, and rows ever written or dropped
+        self._done = 0
+        self._overflowing = False  # said once in the log until the queue has room again
+        self._closing = False
+        self._writer: threading.Thread | None = None
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=0.5, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA wal_autocheckpoint=0")  # see the module docstring
+            db.execute("PRAGMA wal_autocheckpoint=0")  # the writer checkpoints on a clock
             db.executescript(SCHEMA)
             self._db = db
-            self._checkpointer = threading.Thread(
-                target=self._checkpoint_loop, name="answer-ledger-checkpoint", daemon=True
-            )
-            self._checkpointer.start()
         return self._db
 
-    def _checkpoint_loop(self) -> None:
-        """A passive checkpoint every ``checkpoint_every_s``: it never waits for the inserts
-        and they never wait for it; the write-ahead log stays bounded by one interval."""
-        db = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
-        try:
-            while not self._closing.wait(self.checkpoint_every_s):
-                self.checkpoint(db)
-        finally:
-            db.close()
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_loop, name="answer-ledger-writer", daemon=True
+            )
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        """Write what is queued, one transaction per wake-up; checkpoint every
+        ``checkpoint_every_s``. Ends once closing and nothing is left to write."""
+        last_checkpoint = time.monotonic()
+        while True:
+            with self._queue_changed:
+                while not self._pending and not self._closing:
+                    left = self.checkpoint_every_s - (time.monotonic() - last_checkpoint)
+                    if left <= 0 or not self._queue_changed.wait(left):
+                        break
+                rows, self._pending = self._pending, []
+                closing = self._closing
+            if rows:
+                self._write(rows)
+                with self._queue_changed:
+                    self._done += len(rows)
+                    self._queue_changed.notify_all()
+            if time.monotonic() - last_checkpoint >= self.checkpoint_every_s or closing:
+                try:
+                    with self._lock:
+                        self.checkpoint(self._connection())
+                except (sqlite3.Error, OSError) as err:  # cannot even open it: said by _write
+                    logger.debug("answer ledger: no checkpoint of %s: %s", self.path, err)
+                last_checkpoint = time.monotonic()
+            if closing and not rows:
+                return
 
     def checkpoint(self, db: sqlite3.Connection, passes: int = CATCH_UP_PASSES) -> bool:
         """Copy the write-ahead log into the database; True once a pass found it all copied
@@ -168,7 +204,8 @@ class AnswerLedger:
         model_version: str,
         now: float | None = None,
     ) -> None:
-        """One row per image of ``images`` (0-1 floats, (N, H, W) or (N, H, W, 3)); never raises."""
+        """Queue one row per image of ``images`` (0-1 floats, (N, H, W) or (N, H, W, 3)) for
+        the writer; never waits on the database and never raises."""
         stamp = time.time() if now is None else now
         pixels = to_pixels(images)
         rows = [
@@ -183,6 +220,27 @@ class AnswerLedger:
             )
             for i in range(len(pixels))
         ]
+        with self._queue_changed:
+            if len(self._pending) + len(rows) > MAX_PENDING_ROWS:
+                self.dropped += len(rows)
+                if not self._overflowing:
+                    logger.warning(
+                        "answer ledger: %d answers queued for %s; new answers are dropped until "
+                        "the writer catches up",
+                        len(self._pending),
+                        self.path,
+                    )
+                self._overflowing = True
+                return
+            self._overflowing = False
+            self._pending.extend(rows)
+            self._queued += len(rows)
+            self._queue_changed.notify_all()
+            self._start_writer()
+
+    def _write(self, rows: list[Row]) -> None:
+        """One transaction for ``rows``; prune every ``PRUNE_EVERY`` rows. A failure drops
+        them with a warning (the predictions they belong to were answered long ago)."""
         try:
             with self._lock:
                 db = self._connection()
@@ -191,12 +249,19 @@ class AnswerLedger:
                 self._inserts += len(rows)
                 if self._inserts >= PRUNE_EVERY:
                     self._inserts = 0
-                    self._prune(db, stamp)
+                    self._prune(db, max(row[3] for row in rows))
         except (sqlite3.Error, OSError) as err:
             self.dropped += len(rows)
             logger.warning(
                 "answer ledger: %d answers not recorded (%s): %s", len(rows), self.path, err
             )
+
+    def flush(self, timeout_s: float = FLUSH_WAIT_S) -> bool:
+        """Wait until every row queued before this call is written (or dropped); False when
+        ``timeout_s`` passed first."""
+        with self._queue_changed:
+            target = self._queued
+            return self._queue_changed.wait_for(lambda: self._done >= target, timeout_s)
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
         """Forget answers older than the feedback age, then all but the newest ``max_rows``."""
@@ -209,7 +274,9 @@ class AnswerLedger:
             )
 
     def lookup(self, request_id: str) -> list[Answer]:
-        """Every answered image of one request (empty when unknown or forgotten)."""
+        """Every answered image of one request (empty when unknown or forgotten), once the
+        answers queued before the call are written (waiting at most ``FLUSH_WAIT_S``)."""
+        self.flush()
         with self._lock:
             cursor = self._connection().execute(
                 "SELECT request_id, row, digest, time, label, confidence, model_version "
@@ -219,13 +286,16 @@ class AnswerLedger:
             return [Answer(*row) for row in cursor.fetchall()]
 
     def close(self) -> None:
-        """Stop the checkpoint thread (after its last checkpoint) and close the database."""
-        self._closing.set()
-        if self._checkpointer is not None:
-            self._checkpointer.join(timeout=10)
-            self._checkpointer = None
+        """Write what is queued, checkpoint, stop the writer and close the database."""
+        with self._queue_changed:
+            self._closing = True
+            self._queue_changed.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout=10)
+            self._writer = None
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
-        self._closing.clear()
+        with self._queue_changed:
+            self._closing = False
