@@ -306,6 +306,27 @@ def forward_call_table(result: dict[str, Any], file: str = "(this run)") -> str:
     return "\n".join(lines)
 
 
+def ledger_insert_table(result: dict[str, Any], file: str = "(this run)") -> str:
+    """What ``AnswerLedger.record`` costs the event loop, per variant and round
+    (``benchmarks/ledger_insert.py``)."""
+    lines = [
+        _header(result, file),
+        "",
+        f"{result['rate']:.0f} calls/s for {result['seconds']:.0f} s, one image each, one core.",
+        "",
+        "| variant | round | p50 ms | p99 ms | p99.9 ms | max ms | calls over 10 ms "
+        "| write-ahead log MB | dropped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"| {row['variant']} | {row['round']} | {row['p50_ms']:.3f} | {row['p99_ms']:.2f} "
+            f"| {row['p999_ms']:.1f} | {row['max_ms']:.1f} | {row['over_10_ms']} "
+            f"| {row['wal_mb']:.1f} | {row['dropped']} |"
+        )
+    return "\n".join(lines)
+
+
 KINDS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "train": train_table,
     "train-thresholds": train_thresholds_table,
@@ -314,6 +335,7 @@ KINDS: dict[str, Callable[[dict[str, Any], str], str]] = {
     "explain": explain_table,
     "tail-ab": tail_ab_table,
     "forward-call": forward_call_table,
+    "ledger-insert": ledger_insert_table,
 }
 
 

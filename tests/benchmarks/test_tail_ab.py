@@ -87,3 +87,16 @@ def test_the_forward_call_table_reads_its_file() -> None:
         },
     }
     assert "| 1 | 311 | 58 | 5.33x | 1e-08 |" in tables.forward_call_table(result, "f.json")
+
+
+def test_the_ledger_insert_table_reads_its_file() -> None:
+    row = {"p50_ms": 0.0712, "p99_ms": 0.53, "p999_ms": 5.31, "max_ms": 8.6, "over_10_ms": 0}
+    result = {
+        "environment": {"command": "python -m benchmarks.ledger_insert", "date": "d"},
+        "rate": 800.0,
+        "seconds": 20.0,
+        "rows": [row | {"variant": "this tree", "round": 0, "wal_mb": 5.3, "dropped": 0}],
+    }
+    table = tables.ledger_insert_table(result, "f.json")
+    assert "| this tree | 0 | 0.071 | 0.53 | 5.3 | 8.6 | 0 | 5.3 | 0 |" in table
+    assert "800 calls/s for 20 s" in table
