@@ -9,7 +9,7 @@ revision ``REV`` first, in the same process and run, so the two are compared on 
 in one hour.
 
     uv run --no-sync python -m benchmarks.ledger_insert --baseline 52686dd \\
-        --json benchmarks/results/ledger_insert-2026-12-06.json
+        --json benchmarks/results/ledger_insert-2026-12-07.json
 """
 
 from __future__ import annotations

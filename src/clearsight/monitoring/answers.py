@@ -15,8 +15,9 @@ ledger's own thread writes whatever is queued in one transaction and checkpoints
 write-ahead log into the database, with an fsync) every ``CHECKPOINT_EVERY_S``. Why a thread:
 ``record`` runs on the service's event loop, and an insert there waited on SQLite in the
 tail: SQLite's automatic checkpoint stalled every ~300th insert 15-21 ms (measured: 3,000
-inserts, p50 0.11 ms, ten over 15 ms); with checkpoints moved to a second connection, inserts
-at 800/s still waited for them (``benchmarks/ledger_insert.py``; docs/benchmarks.md). A
+inserts, p50 0.11 ms, ten over 15 ms); with checkpoints moved to a second connection an
+insert still cost the loop 0.1 ms and now and then waited for one (up to 10 ms at 800/s on a
+quiet machine; queued: 0.06 ms, at most 2.8 ms; ``benchmarks/ledger_insert.py``). A
 lookup first waits (at most ``FLUSH_WAIT_S``) until the rows queued before it are written, so
 feedback sees every answer already sent. The queue is bounded (``MAX_PENDING_ROWS``): a disk
 that cannot keep up costs answers, never memory.
