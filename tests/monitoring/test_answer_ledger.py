@@ -44,7 +44,7 @@ def test_recording_never_waits_on_the_database(tmp_path):
         assert not ledger.flush(timeout_s=0.3)  # the writer is waiting for the lock
         blocker.execute("ROLLBACK")
         blocker.close()
-        assert slowest < 0.05, f"record waited {slowest:.3f} s"
+        assert slowest < 0.2, f"record waited {slowest:.3f} s"  # the lock wait would be 5 s
         assert [a.row for a in ledger.lookup("request-000300")] == [0]
         assert ledger.dropped == 0
     finally:
@@ -59,10 +59,14 @@ def test_a_full_queue_drops_answers_instead_of_growing(tmp_path, monkeypatch, ca
         _insert(ledger, 0)
         assert ledger.flush()
         blocker.execute("BEGIN IMMEDIATE")
+        _insert(ledger, 1)
+        deadline = time.monotonic() + 10
+        while ledger.queued_rows and time.monotonic() < deadline:  # the writer takes it and
+            time.sleep(0.01)  # waits for the lock
         with caplog.at_level("WARNING", logger="clearsight.monitoring.answers"):
-            for i in range(1, 20):
+            for i in range(2, 20):
                 _insert(ledger, i)
-        assert ledger.dropped >= 19 - 5 - 1  # the writer may hold one batch while it waits
+        assert ledger.queued_rows == 5 and ledger.dropped == 18 - 5
         assert (
             sum("dropped until the writer catches up" in r.getMessage() for r in caplog.records)
             == 1

@@ -257,6 +257,12 @@ class AnswerLedger:
                 "answer ledger: %d answers not recorded (%s): %s", len(rows), self.path, err
             )
 
+    @property
+    def queued_rows(self) -> int:
+        """Rows queued and not yet taken by the writer (at most ``MAX_PENDING_ROWS``)."""
+        with self._queue_changed:
+            return len(self._pending)
+
     def flush(self, timeout_s: float = FLUSH_WAIT_S) -> bool:
         """Wait until every row queued before this call is written (or dropped); False when
         ``timeout_s`` passed first."""
