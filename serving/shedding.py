@@ -91,15 +91,7 @@ class FrontDoor(LoadShedder):
     BentoML's own request metrics or traces; ``clearsight_shed_requests_total`` counts them.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        max_in_flight: int,
-        on_shed: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(app, max_in_flight=max_in_flight, on_shed=on_shed)
-        self.front: LoadShedder | None = None
+    front: LoadShedder | None = None  # the shedder it put in front, once there
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.front is not None:
