@@ -17,7 +17,6 @@ from __future__ import annotations
 import clearsight  # noqa: F401
 
 # isort: split
-import gc
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from serving.batching import AdaptiveBatcher
 from serving.bento_store import load_stored_model, stored_provenance, stored_task
 from serving.errors import error_response
 from serving.event_loop import choose_event_loop
+from serving.garbage import settle_after_warm_up
 from serving.guards import ServiceGuard
 from serving.live_swap import AliasFollower
 from serving.metrics import FORWARD_BATCH, LIVE_VERSION, REFUSALS, SHED, SWAPS
@@ -174,11 +174,7 @@ class Clearsight:
             logger.exception("warm-up failed; the service will not become ready")
             return
         LIVE_VERSION.set(float(live.version) if live.version.isdigit() else -1)
-        # TensorFlow and Keras leave ~500,000 long-lived objects that every full garbage
-        # collection walks: ~300 ms with the event loop stopped, a p99 of 400 ms under load
-        # (measured). Freezing them after warm-up keeps collections to request garbage.
-        gc.collect()
-        gc.freeze()
+        settle_after_warm_up(SERVER.gc_young_threshold)  # why: serving/garbage.py
         if self.state.follower is not None:
             self.state.follower.start()
 
