@@ -64,6 +64,7 @@ import numpy as np
 import clearsight  # telemetry off, inherited by the servers
 from benchmarks import peer_envs, profiling
 from benchmarks.machine import cpu_name
+from serving.garbage import YOUNG_THRESHOLD
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -965,6 +966,16 @@ def main() -> None:
             FLOOR: lambda: floor_server(clearsight_server(paths)),
         }
         servers = [factories[n]() for n in names]
+        for server in servers:  # clearsight's GC switch, offered to every other process
+            if server.name != "clearsight":
+                server.env |= {
+                    "PYTHONPATH": str(REPO / "benchmarks" / "peers" / "gc_rounds"),
+                    "PEER_GC_YOUNG_THRESHOLD": str(YOUNG_THRESHOLD),
+                }
+                server.config += (
+                    f"; young GC rounds every {YOUNG_THRESHOLD:,} objects (clearsight's "
+                    "default, set by peers/gc_rounds/sitecustomize.py)"
+                )
         logs = {s.name: tmp / f"{s.name}.log" for s in servers}
         rows: list[Row] = []
         profiles: dict[str, dict] = {}
