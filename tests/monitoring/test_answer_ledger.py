@@ -157,3 +157,25 @@ def test_an_unwritable_ledger_drops_answers_and_keeps_its_writer(tmp_path, caplo
         assert sum("not recorded" in r.getMessage() for r in caplog.records) == 4
     finally:
         ledger.close()
+
+
+def test_rows_recorded_together_are_written_together(tmp_path, monkeypatch):
+    """The writer wakes for the first row after a pause and lets rows gather: one
+    transaction for a burst of requests, not one wake-up (a GIL hand-off) per row; a lookup
+    hurries it instead of waiting out the gathering time."""
+    monkeypatch.setattr(answers_module, "GATHER_S", 30.0)
+    ledger = AnswerLedger(tmp_path / FILE, max_rows=10_000, max_age_s=3600, checkpoint_every_s=60)
+    transactions = []
+    write = ledger._write
+    monkeypatch.setattr(
+        ledger, "_write", lambda rows: (transactions.append(len(rows)), write(rows))
+    )
+    try:
+        for i in range(20):
+            _insert(ledger, i)
+        began = time.perf_counter()
+        assert [a.row for a in ledger.lookup("request-000019")] == [0]
+        assert time.perf_counter() - began < 10  # hurried, not the 30 s of gathering
+        assert transactions == [20]
+    finally:
+        ledger.close()

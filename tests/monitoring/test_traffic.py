@@ -140,3 +140,32 @@ def test_readers_never_see_a_torn_chunk_while_writers_rotate(tmp_path: Path) -> 
         reader.join()
     assert not errors, errors
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_a_large_gathering_is_written_as_chunks_of_the_chunk_size(tmp_path: Path) -> None:
+    """The writer takes everything queued at once; files stay at most CHUNK_RECORDS long."""
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=10_000)
+    review_batches(log, 1, 2 * traffic.CHUNK_RECORDS + 10)
+    sizes = sorted(traffic.chunk_records(p) for p in chunks(tmp_path))
+    assert sum(sizes) == 2 * traffic.CHUNK_RECORDS + 10
+    assert max(sizes) <= traffic.CHUNK_RECORDS
+
+
+def test_the_writer_sleeps_through_a_flood_of_submits(tmp_path: Path, monkeypatch) -> None:
+    """A request only queues its record: the writer wakes once, takes all of them after
+    FLUSH_SECONDS, and is hurried when the queue is half full (not once per record)."""
+    monkeypatch.setattr(traffic, "FLUSH_SECONDS", 30.0)
+    log = TrafficLog(tmp_path, sample_rate=1.0, max_records=100_000)
+    monitor = RequestMonitor(default_bounds(), log, "1")
+    x = np.zeros((1, 28, 28, 1), np.float32)
+    for i in range(50):
+        monitor.review(x, np.eye(10)[:1], f"r{i}")
+    assert chunks(tmp_path) == []  # nothing written yet: the writer gathers
+    monkeypatch.setattr(traffic, "QUEUE_RECORDS", 100)
+    monitor.review(np.zeros((60, 28, 28, 1), np.float32), np.eye(10)[[0] * 60], "big")
+    deadline = threading.Event()
+    for _ in range(100):  # half full: hurried, written long before FLUSH_SECONDS
+        if sum(traffic.chunk_records(p) for p in chunks(tmp_path)) == 110:
+            break
+        deadline.wait(0.1)
+    assert sum(traffic.chunk_records(p) for p in chunks(tmp_path)) == 110

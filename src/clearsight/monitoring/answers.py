@@ -17,7 +17,10 @@ write-ahead log into the database, with an fsync) every ``CHECKPOINT_EVERY_S``. 
 tail: SQLite's automatic checkpoint stalled every ~300th insert 15-21 ms (measured: 3,000
 inserts, p50 0.11 ms, ten over 15 ms); with checkpoints moved to a second connection an
 insert still cost the loop 0.1 ms and now and then waited for one (up to 10 ms at 800/s on a
-quiet machine; queued: 0.06 ms, at most 2.8 ms; ``benchmarks/ledger_insert.py``). A
+quiet machine; queued: 0.06 ms, at most 2.8 ms; ``benchmarks/ledger_insert.py``). The writer wakes for the
+first row after a pause and then lets rows gather for ``GATHER_S``, not once per row: every
+wake-up took the GIL from the event loop at its next release, a hand-off that cost the
+request path more than the insert itself under load (py-spy at half load). A
 lookup first waits (at most ``FLUSH_WAIT_S``) until the rows queued before it are written, so
 feedback sees every answer already sent. The queue is bounded (``MAX_PENDING_ROWS``): a disk
 that cannot keep up costs answers, never memory.
@@ -25,7 +28,8 @@ that cannot keep up costs answers, never memory.
 It is bounded: rows older than the feedback age and rows beyond ``max_rows`` are deleted every
 ``PRUNE_EVERY`` inserts. A write that fails (full disk, a locked file) is logged and dropped; it
 never fails a prediction: the only consequence is that feedback for that request is refused.
-A process killed between ``record`` and the write (milliseconds) loses those rows the same way.
+A process killed between ``record`` and the write (at most ``GATHER_S`` and one transaction)
+loses those rows the same way.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ CATCH_UP_PASSES = 20
 MAX_LOG_FRAMES = 4096  # 16 MB of 4 KB pages
 MAX_PENDING_ROWS = 50_000  # queued for the writer; beyond it answers are dropped (and counted)
 FLUSH_WAIT_S = 2.0  # a lookup waits this long at most for the rows queued before it
+GATHER_S = 0.2  # rows gather this long before the writer takes them (unless a lookup hurries)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     request_id TEXT NOT NULL,
@@ -115,6 +120,7 @@ class AnswerLedger:
         self._done = 0
         self._overflowing = False  # said once in the log until the queue has room again
         self._closing = False
+        self._hurry = False  # a lookup waits: write what is queued now
         self._writer: threading.Thread | None = None
 
     def _connection(self) -> sqlite3.Connection:
@@ -145,7 +151,10 @@ class AnswerLedger:
                     left = self.checkpoint_every_s - (time.monotonic() - last_checkpoint)
                     if left <= 0 or not self._queue_changed.wait(left):
                         break
+                if self._pending:  # let rows gather: one wake-up per batch, not per row
+                    self._queue_changed.wait_for(lambda: self._hurry or self._closing, GATHER_S)
                 rows, self._pending = self._pending, []
+                self._hurry = False
                 closing = self._closing
             if rows:
                 self._write(rows)
@@ -234,9 +243,11 @@ class AnswerLedger:
                 self._overflowing = True
                 return
             self._overflowing = False
+            wake = not self._pending  # the writer sleeps only while nothing is queued
             self._pending.extend(rows)
             self._queued += len(rows)
-            self._queue_changed.notify_all()
+            if wake:
+                self._queue_changed.notify_all()
             self._start_writer()
 
     def _write(self, rows: list[Row]) -> None:
@@ -268,6 +279,9 @@ class AnswerLedger:
         ``timeout_s`` passed first."""
         with self._queue_changed:
             target = self._queued
+            if self._done < target:
+                self._hurry = True
+                self._queue_changed.notify_all()
             return self._queue_changed.wait_for(lambda: self._done >= target, timeout_s)
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
