@@ -102,6 +102,39 @@ def test_default_explanations_equal_the_library(
     assert set(body["timing"]["methods_ms"]) == {"integrated_gradients", "grad_cam"}
 
 
+def test_a_smaller_target_gap_gives_more_complete_integrated_gradients(
+    client: httpx.Client, digits
+) -> None:
+    """``parameters.integrated_gradients.target_gap`` reaches the adaptive rule: each map's
+    completeness gap is at most the target (or the rule used all its 32 evaluations)."""
+    images, _ = digits
+    items = [as_array_item(i, "0-255") for i in images[[3, 123, 301, 50]]]
+
+    def gaps(parameters: dict) -> list[float]:
+        explain = {"methods": ["integrated_gradients"], "parameters": parameters}
+        response = client.post("/predict", json={"images": items, "explain": explain})
+        assert response.status_code == 200, response.text
+        found = [r["explanations"][0] for r in response.json()["results"]]
+        assert all(
+            e["params"]["target_gap"]
+            == parameters.get("integrated_gradients", {}).get("target_gap", 1e-3)
+            for e in found
+        )
+        return [e["quality"]["completeness_gap"] for e in found]
+
+    default, tight = gaps({}), gaps({"integrated_gradients": {"target_gap": 2e-4}})
+    assert all(g <= 1e-3 for g in default)
+    assert sum(tight) < sum(default)
+    refused = client.post(
+        "/predict",
+        json={
+            "images": items[:1],
+            "explain": {"parameters": {"integrated_gradients": {"steps": 8, "target_gap": 1e-4}}},
+        },
+    )
+    assert refused.status_code == 400 and "not both" in refused.text
+
+
 def test_options_choose_methods_targets_and_encodings(
     client: httpx.Client, server: Server, digits
 ) -> None:

@@ -21,6 +21,7 @@ MAX_ENCODED_IMAGE_CHARS = 4 * 1024 * 1024  # base64 characters of one PNG/JPEG
 # what the model takes.
 MAX_CLASSES = 1000
 MAX_SIDE = 1024  # rows and columns of an array image
+IG_TARGET_GAP = 1e-3  # the adaptive rule's default (clearsight.explain.path_integral.TARGET_GAP)
 
 Encoding = Literal["float16", "png_heatmap", "png_overlay"]
 Scale = Literal["0-1", "0-255"]
@@ -93,8 +94,22 @@ class IntegratedGradientsParameters(_Strict):
         ge=1,
         le=256,
         description="Fixed trapezoid steps; omitted: the adaptive rule (points placed until "
-        "the completeness gap is at most 0.1 %, at most 32 gradient evaluations).",
+        "the completeness gap is at most target_gap, at most 32 gradient evaluations).",
     )
+    target_gap: float = Field(
+        default=IG_TARGET_GAP,
+        ge=1e-5,
+        le=0.05,
+        description="Adaptive rule only: the relative completeness gap to reach (0.001 = "
+        "0.1 %). Smaller gives more complete maps for more gradient evaluations, never more "
+        "than 32 per image, so the explanation budget is the same.",
+    )
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> IntegratedGradientsParameters:
+        if self.steps is not None and "target_gap" in self.model_fields_set:
+            raise ValueError("give 'steps' (a fixed rule) or 'target_gap' (adaptive), not both")
+        return self
 
 
 class SmoothGradParameters(_Strict):
