@@ -238,7 +238,8 @@ def clearsight_server(paths: dict) -> Server:
         config="`bentoml serve serving.service:Clearsight` as shipped: 1 worker, adaptive "
         "micro-batching, forward off the event loop (LiteRT), asyncio loop, load shedding in "
         "front of BentoML's middlewares, access log and unsampled tracing spans off, GC "
-        "frozen after warm-up and young GC rounds every 10,000 objects, traffic log on; "
+        f"frozen after warm-up and young GC rounds every {YOUNG_THRESHOLD:,} objects, traffic "
+        "log on; "
         f"explanation = the default methods, IG (adaptive, target_gap {IG_TARGET_GAP:.2%}, "
         "<= 32 evaluations: equal or smaller completeness gap than the peers' alibi) + "
         "Grad-CAM",

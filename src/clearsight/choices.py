@@ -22,6 +22,8 @@ SALIENCY: MethodName = "saliency"
 SMOOTHGRAD: MethodName = "smoothgrad"
 OCCLUSION: MethodName = "occlusion"
 SHAP: MethodName = "shap"
+# The completeness gap integrated gradients' adaptive rule reaches unless asked (library, HTTP).
+IG_TARGET_GAP = 1e-3  # relative: 0.1 %
 # What a request explains when it names no method (HTTP API, CLI).
 DEFAULT_METHODS: tuple[MethodName, ...] = (INTEGRATED_GRADIENTS, GRAD_CAM)
 # What a training run measures the quality of on its holdout panel (SHAP costs too much).

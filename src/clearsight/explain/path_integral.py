@@ -26,9 +26,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from clearsight.choices import IG_TARGET_GAP
 from clearsight.explain.gradients import ModelGradients
 
-TARGET_GAP = 1e-3  # relative completeness gap to reach: 0.1 %
+TARGET_GAP = IG_TARGET_GAP  # relative completeness gap to reach: 0.1 %
 MAX_EVALUATIONS = 32  # gradient evaluations per (image, target) at most
 INITIAL_POINTS = 9  # equally spaced, both ends included (8 intervals)
 REFINE_POINTS = 2  # intervals bisected per row and round

@@ -12,7 +12,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
-from clearsight.choices import DEFAULT_METHODS, SALIENCY, SMOOTHGRAD, MethodName
+from clearsight.choices import (
+    DEFAULT_METHODS,
+    IG_TARGET_GAP,
+    SALIENCY,
+    SMOOTHGRAD,
+    MethodName,
+)
 
 MAX_IMAGES_PER_REQUEST = 64
 MAX_ENCODED_IMAGE_CHARS = 4 * 1024 * 1024  # base64 characters of one PNG/JPEG
@@ -21,7 +27,6 @@ MAX_ENCODED_IMAGE_CHARS = 4 * 1024 * 1024  # base64 characters of one PNG/JPEG
 # what the model takes.
 MAX_CLASSES = 1000
 MAX_SIDE = 1024  # rows and columns of an array image
-IG_TARGET_GAP = 1e-3  # the adaptive rule's default (clearsight.explain.path_integral.TARGET_GAP)
 
 Encoding = Literal["float16", "png_heatmap", "png_overlay"]
 Scale = Literal["0-1", "0-255"]

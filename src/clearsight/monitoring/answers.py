@@ -17,13 +17,13 @@ write-ahead log into the database, with an fsync) every ``CHECKPOINT_EVERY_S``. 
 tail: SQLite's automatic checkpoint stalled every ~300th insert 15-21 ms (measured: 3,000
 inserts, p50 0.11 ms, ten over 15 ms); with checkpoints moved to a second connection an
 insert still cost the loop 0.1 ms and now and then waited for one (up to 10 ms at 800/s on a
-quiet machine; queued: 0.06 ms, at most 2.8 ms; ``benchmarks/ledger_insert.py``). The writer wakes for the
-first row after a pause and then lets rows gather for ``GATHER_S``, not once per row: every
-wake-up took the GIL from the event loop at its next release, a hand-off that cost the
-request path more than the insert itself under load (py-spy at half load). A
-lookup first waits (at most ``FLUSH_WAIT_S``) until the rows queued before it are written, so
-feedback sees every answer already sent. The queue is bounded (``MAX_PENDING_ROWS``): a disk
-that cannot keep up costs answers, never memory.
+quiet machine; queued: 0.06 ms, at most 2.8 ms; ``benchmarks/ledger_insert.py``). The writer
+wakes for the first row after a pause and then lets rows gather for ``GATHER_S``, not once per
+row: every wake-up took the GIL from the event loop at its next release, a hand-off that cost
+the request path more than the insert itself under load (py-spy at half load). A lookup
+hurries the writer and first waits (at most ``FLUSH_WAIT_S``) until the rows queued before it
+are written, so feedback sees every answer already sent. The queue is bounded
+(``MAX_PENDING_ROWS``): a disk that cannot keep up costs answers, never memory.
 
 It is bounded: rows older than the feedback age and rows beyond ``max_rows`` are deleted every
 ``PRUNE_EVERY`` inserts. A write that fails (full disk, a locked file) is logged and dropped; it

@@ -21,10 +21,10 @@ is one ``.npz`` chunk of up to ``CHUNK_RECORDS`` records, written to a temporary
 renamed into place, so a reader (the monitor) never sees a torn file. A failed write (full
 disk, permissions) logs a warning and drops those records.
 
-The writer gathers records for up to ``FLUSH_SECONDS`` before writing (one file a second at
-most, not one per request) and keeps the list of its chunks in memory: after each write the
-oldest chunks are deleted until at most ``max_records`` records remain, without listing the
-folder. A first version wrote one file per answered image and listed the folder after each;
+The writer sleeps ``FLUSH_SECONDS`` after the first record and then writes all that gathered
+(a file a second, one per ``CHUNK_RECORDS`` under heavier traffic, never one per request). It
+keeps the list of its chunks in memory: after each write the oldest chunks are deleted until
+at most ``max_records`` records remain, without listing the folder. A first version wrote one file per answered image and listed the folder after each;
 under load that took a third of the server's CPU (py-spy, ``benchmarks/serve.py``).
 """
 
